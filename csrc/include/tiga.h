@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libtiga: the Tiga memory-mapped IPC protocol (file mode) in plain C.
+ *
+ * A channel (directory, name) is four files: tiga_<name>_state (16 bytes: the
+ * version word and two reader counters), tiga_<name>_data_0 and _data_1 (the
+ * double buffer, "capacity" bytes each) and tiga_<name>_notify (128 listener
+ * slots).  The active buffer holds one MessagePack logbook
+ * [last_id, [[id, instance, timestamp, message, media_type], ...]].
+ * The wire contract is documented in docs/PROTOCOL-NOTES.md of the project.
+ *
+ * Conventions (every function):
+ *   - int results are a status: 0 (TIGA_OK) is success, an operating-system
+ *     failure is -errno, a library failure is one of enum tiga_status below
+ *     (all below -4000).  tiga_strerror() names a status; tiga_last_error()
+ *     gives the detail of the last failure on the calling thread (which file,
+ *     which field, what was expected).
+ *   - Out-parameters are written only on success.
+ *   - Handles are opaque; *_close / *_free accept NULL.
+ *   - Functions that may block take a timeout in milliseconds (-1 forever,
+ *     0 do not wait) and return TIGA_EINTR when a signal interrupts the wait,
+ *     so a caller can run its signal handlers and call again with the time left.
+ *   - A channel handle may be used from several threads at once; closing it
+ *     while another thread still uses it is undefined.
+ */
+#ifndef TIGA_H
+#define TIGA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  define TIGA_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#  define TIGA_API __attribute__((visibility("default")))
+#else
+#  define TIGA_API
+#endif
+
+#ifdef __cplusplus
+#  define TIGA_BEGIN_DECLS extern "C" {
+#  define TIGA_END_DECLS }
+#else
+#  define TIGA_BEGIN_DECLS
+#  define TIGA_END_DECLS
+#endif
+
+TIGA_BEGIN_DECLS
+
+/* Library status codes.  OS failures are reported as -errno instead. */
+enum tiga_status {
+    TIGA_OK = 0,
+    TIGA_ETIMEDOUT = -4001,  /* the deadline passed */
+    TIGA_EINTR = -4002,      /* a signal arrived: call again with the time left */
+    TIGA_EBADNAME = -4003,   /* channel name or client id rejected */
+    TIGA_ECORRUPT = -4004,   /* the channel's bytes are not a valid logbook, or the checksum stays wrong */
+    TIGA_EFULL = -4005,      /* the entry does not fit next to the entries still retained */
+    TIGA_ETOOBIG = -4006,    /* the entry can never fit in this channel's capacity */
+    TIGA_ETRUNCATED = -4007, /* a channel file is shorter than the protocol needs */
+    TIGA_EINVAL = -4008,     /* an argument is out of range */
+    TIGA_ENOMEM = -4009,     /* out of memory */
+    TIGA_ENOSLOT = -4010,    /* all 128 listener slots are held by live processes */
+    TIGA_ENOTREADY = -4011   /* no live listener appeared on the channel in time */
+};
+
+/* Fixed protocol numbers. */
+enum tiga_limits {
+    TIGA_STATE_SIZE = 16,
+    TIGA_NOTIFY_SLOTS = 128,
+    TIGA_NOTIFY_SIZE = 3072,
+    TIGA_DEFAULT_CAPACITY = 1048576,
+    TIGA_INSTANCE_LEN = 36,
+    TIGA_MAX_NAME_BYTES = 255
+};
+
+/* ---------------------------------------------------------------- errors */
+
+/* Short text for a status (library or -errno).  Never NULL, static storage. */
+TIGA_API const char *tiga_strerror(int status);
+
+/* Detail of the last failure on this thread ("" if none).  Thread-local
+ * storage, valid until the next libtiga call on the same thread. */
+TIGA_API const char *tiga_last_error(void);
+
+/* ---------------------------------------------------------------- checksum */
+
+/* wyhash "final version 3" of p[0..n) with the given seed (the protocol
+ * uses seed 0 and stores the low 24 bits).  Pure, thread-safe. */
+TIGA_API uint64_t tiga_wyhash(const void *p, size_t n, uint64_t seed);
+
+/* ---------------------------------------------------------------- names */
+
+/* TIGA_OK if `name` is acceptable as a channel name or client id: not empty,
+ * not "." or "..", no '/', '\\', NUL or control characters, and
+ * "tiga_<name>_data_0" at most 255 bytes.  Otherwise TIGA_EBADNAME (detail in
+ * tiga_last_error).  `len` is the byte length (the name need not be
+ * NUL-terminated; an embedded NUL is rejected). */
+TIGA_API int tiga_validate_name(const char *name, size_t len);
+
+/* ---------------------------------------------------------------- channel */
+
+typedef struct tiga_channel tiga_channel;
+
+/* Options for tiga_channel_open.  Fill with tiga_channel_options_init, then
+ * change what you need. */
+typedef struct tiga_channel_options {
+    uint64_t capacity;        /* size of each data file when they are created; 0 = 1 MiB.
+                                 Existing files keep their size: the capacity is taken
+                                 from data_0 as found. */
+    int64_t min_age_ms;       /* entries younger than this are never trimmed (default 1000) */
+    int64_t reader_grace_ms;  /* how long a writer waits for readers to leave a buffer
+                                 before it forces the counter to 0 (default 1000) */
+    int64_t lock_timeout_ms;  /* how long an append waits for the channel lock (default 10000) */
+    int32_t flush;            /* non-zero: fdatasync the data file after every write */
+    int32_t create_dir;       /* non-zero (default): create the directory if it is missing */
+} tiga_channel_options;
+
+/* One message to append.  media_type NULL means nil. */
+typedef struct tiga_message {
+    const uint8_t *data;
+    size_t len;
+    const char *media_type;
+} tiga_message;
+
+/* One decoded logbook entry.  Pointers point into the owning
+ * tiga_read_result and live as long as it does. */
+typedef struct tiga_entry {
+    int64_t id;
+    int64_t timestamp;            /* the writer's monotonic clock */
+    const uint8_t *message;
+    size_t message_len;
+    const char *media_type;       /* NULL when nil; else media_type_len bytes, not NUL-terminated */
+    size_t media_type_len;
+    char instance[40];            /* lowercase 8-4-4-4-12 GUID text, NUL-terminated */
+} tiga_entry;
+
+/* Result of a read.  Free with tiga_read_result_free. */
+typedef struct tiga_read_result {
+    int64_t last_id;              /* the logbook's last_id (never below the caller's after_id) */
+    int64_t missed;               /* ids after after_id that were trimmed before this read */
+    int64_t schema_version;       /* -1: plain form; otherwise the envelope's schema version */
+    uint64_t version;             /* the state word the payload was read under (0: empty) */
+    size_t retained;              /* entries retained in the logbook */
+    size_t payload_len;           /* bytes of the payload */
+    size_t count;                 /* entries returned (id > after_id), in id order */
+    tiga_entry *entries;
+    void *owner;                  /* private */
+} tiga_read_result;
+
+/* Statistics of a channel, for tools. */
+typedef struct tiga_channel_info {
+    uint64_t version;
+    uint64_t capacity;
+    uint64_t payload_len;
+    int64_t last_id;
+    int64_t retained;
+    int64_t first_id;             /* 0 when nothing is retained */
+    int64_t schema_version;       /* -1 plain */
+    int32_t readers0;
+    int32_t readers1;
+} tiga_channel_info;
+
+/* Set the defaults: capacity 1 MiB, min age 1000 ms, reader grace 1000 ms,
+ * lock timeout 10000 ms, no flush, create the directory. */
+TIGA_API void tiga_channel_options_init(tiga_channel_options *opt);
+
+/* Open (or create) channel `name` in directory `dir`.  opt may be NULL for
+ * the defaults.  Creates the directory (mode 0777 before umask) and any
+ * missing file: state 16 zero bytes, notify 3072 zero bytes, data files at
+ * opt->capacity.  An existing state or notify file of another non-zero size
+ * is TIGA_ETRUNCATED/TIGA_ECORRUPT and left untouched; an existing data_0
+ * gives the capacity, a shorter data_1 is TIGA_ETRUNCATED.
+ * Errors: TIGA_EBADNAME, TIGA_EINVAL, TIGA_ETRUNCATED, TIGA_ECORRUPT,
+ * TIGA_ENOMEM, -errno.  Thread-safe.  On success *out owns the handle. */
+TIGA_API int tiga_channel_open(const char *dir, const char *name,
+                               const tiga_channel_options *opt, tiga_channel **out);
+
+/* Close a handle: unmaps and closes the files.  NULL is a no-op. */
+TIGA_API void tiga_channel_close(tiga_channel *ch);
+
+/* The capacity (bytes per data file) found at open. */
+TIGA_API uint64_t tiga_channel_capacity(const tiga_channel *ch);
+
+/* The current version word (atomic load; 0 = nothing written).  Never blocks. */
+TIGA_API uint64_t tiga_channel_version(const tiga_channel *ch);
+
+/* Change the minimum age (ms, >= 0) used by this handle's appends. */
+TIGA_API int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms);
+
+/* Append n >= 1 messages as consecutive entries in one new version.
+ * Takes the channel lock (in-process mutex, then flock on the state file,
+ * within lock_timeout_ms), reads the active logbook, drops the leading
+ * entries older than the minimum age, appends, writes the other buffer,
+ * publishes the version word and signals live listeners.  Retained entries
+ * are copied as bytes, never re-encoded.  *first_id (may be NULL) gets the
+ * id of the first appended entry.  Nothing is written on failure.
+ * Errors: TIGA_ETOOBIG (can never fit), TIGA_EFULL (does not fit now),
+ * TIGA_ECORRUPT, TIGA_ETRUNCATED, TIGA_ETIMEDOUT (lock), TIGA_EINVAL, -errno.
+ * Blocks (lock, reader grace).  Thread-safe. */
+TIGA_API int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n,
+                                 int64_t *first_id);
+
+/* Read the entries with id > after_id.  On success *out is a new result the
+ * caller frees with tiga_read_result_free.  The payload is copied out under
+ * the reader counter and its checksum verified on the copy; a mismatch is
+ * retried a bounded number of times, then TIGA_ECORRUPT.  A channel with
+ * nothing written gives an empty result with last_id 0.
+ * Errors: TIGA_ECORRUPT, TIGA_ETRUNCATED, TIGA_ENOMEM, -errno.  Thread-safe. */
+TIGA_API int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out);
+
+/* Free a read result.  NULL is a no-op. */
+TIGA_API void tiga_read_result_free(tiga_read_result *r);
+
+/* Fill *info with the channel's numbers (reads and verifies the payload). */
+TIGA_API int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info);
+
+/* Signal every live listener of the channel (done by append already).
+ * Clears slots of dead owners on the way.  *woken (may be NULL) gets the
+ * number of live slots signalled. */
+TIGA_API int tiga_channel_signal(tiga_channel *ch, int32_t *woken);
+
+/* *out = number of live listener slots (dead owners' slots are cleared). */
+TIGA_API int tiga_channel_live_listeners(tiga_channel *ch, int32_t *out);
+
+/* ---------------------------------------------------------------- logbook codec */
+
+/* Decode a logbook payload held in memory (no files): the same decoder the
+ * channel uses.  Entries with id > after_id are returned. */
+TIGA_API int tiga_logbook_decode(const uint8_t *payload, size_t len, int64_t after_id,
+                                 tiga_read_result **out);
+
+/* Build the payload that appending msgs[0..n) to `old` (NULL/0: an empty
+ * logbook) gives, as the channel's append does: trim entries with timestamp
+ * older than now_ns - min_age_ns, keep the old form and schema version, use
+ * `instance` (36 chars) and timestamp now_ns for the new entries.  Fails with
+ * TIGA_ETOOBIG / TIGA_EFULL against `capacity`.  *out_len gets the length;
+ * *out (malloc'ed) is freed with tiga_free. */
+TIGA_API int tiga_logbook_append(const uint8_t *old, size_t old_len,
+                                 const tiga_message *msgs, size_t n,
+                                 const char *instance, int64_t now_ns, int64_t min_age_ns,
+                                 uint64_t capacity, uint8_t **out, size_t *out_len);
+
+/* Free memory returned by libtiga (tiga_logbook_append).  NULL is a no-op. */
+TIGA_API void tiga_free(void *p);
+
+/* The monotonic clock used for entry timestamps (CLOCK_MONOTONIC ns). */
+TIGA_API int64_t tiga_now_ns(void);
+
+/* ---------------------------------------------------------------- listeners */
+
+typedef struct tiga_listener tiga_listener;
+
+/* Register a listener slot on channel `name` (opens the channel's files).
+ * Errors: TIGA_ENOSLOT when all 128 slots are held by live processes, and
+ * those of tiga_channel_open.  On success *out owns the listener. */
+TIGA_API int tiga_listener_open(const char *dir, const char *name,
+                                const tiga_channel_options *opt, tiga_listener **out);
+
+/* Unregister the slot (if it still holds our token) and close.  NULL no-op. */
+TIGA_API void tiga_listener_close(tiga_listener *l);
+
+/* The listener's slot index (0..127). */
+TIGA_API int32_t tiga_listener_slot(const tiga_listener *l);
+
+/* The channel the listener watches (borrowed; lives as long as the listener). */
+TIGA_API tiga_channel *tiga_listener_channel(tiga_listener *l);
+
+/* Wait until the channel is signalled or its version word changes since the
+ * last wait (or since open), for at most timeout_ms (-1 forever, 0 poll).
+ * spin_us > 0 first spins that many microseconds on the wake and version
+ * words before sleeping on the futex.  Returns TIGA_OK (signalled or new
+ * data), TIGA_ETIMEDOUT or TIGA_EINTR.  If another process took the slot
+ * over, the listener registers again.  Not for concurrent use of one
+ * listener from several threads. */
+TIGA_API int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us);
+
+/* Wait until channel `ch` has a live listener, within timeout_ms.
+ * Returns TIGA_OK, TIGA_ENOTREADY (timeout) or TIGA_EINTR. */
+TIGA_API int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms);
+
+/* ---------------------------------------------------------------- processes */
+
+/* The owner_start value this library writes for process `pid` (see the
+ * listener slots: .NET UTC ticks on the peers' scale), 0 if unknown. */
+TIGA_API int64_t tiga_process_start_ticks(int32_t pid);
+
+/* 1 if (pid, owner_start) names a live process (owner_start 0: the pid
+ * exists), else 0. */
+TIGA_API int tiga_process_alive(int32_t pid, int64_t owner_start);
+
+TIGA_END_DECLS
+
+#endif /* TIGA_H */

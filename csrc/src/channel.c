@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: MIT */
+/* A channel: the four files, the version word, the double buffer, the
+ * serialised append and the verified read. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define READ_RETRIES 3          /* checksum mismatches under an unchanged version */
+#define HEADER_GUARD 32         /* bytes compared to trust the cached payload */
+
+static const char *SUFFIX[4] = {"_state", "_data_0", "_data_1", "_notify"};
+
+void tiga_channel_options_init(tiga_channel_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->capacity = TIGA_DEFAULT_CAPACITY;
+    o->min_age_ms = 1000;
+    o->reader_grace_ms = 1000;
+    o->lock_timeout_ms = 10000;
+    o->flush = 0;
+    o->create_dir = 1;
+}
+
+int64_t tiga_now_ns(void) { return plat_now_ns(); }
+
+int tiga_validate_name(const char *name, size_t len)
+{
+    if (!name || len == 0)
+        return tiga_fail(TIGA_EBADNAME, "the name is empty");
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return tiga_fail(TIGA_EBADNAME, "the name '%.*s' is not allowed", (int)len, name);
+    if (len + 12 > TIGA_MAX_NAME_BYTES)
+        return tiga_fail(TIGA_EBADNAME,
+                         "the name is %zu bytes; 'tiga_<name>_data_0' must fit in 255 bytes "
+                         "(names up to 243 bytes)",
+                         len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c == '\\')
+            return tiga_fail(TIGA_EBADNAME, "the name contains a path separator at byte %zu", i);
+        if (c == 0)
+            return tiga_fail(TIGA_EBADNAME, "the name contains a NUL byte at byte %zu", i);
+        if (c < 0x20 || c == 0x7f)
+            return tiga_fail(TIGA_EBADNAME, "the name contains control character 0x%02x at byte %zu",
+                             c, i);
+        /* C1 controls U+0080..U+009F in UTF-8 */
+        if (c == 0xc2 && i + 1 < len && (unsigned char)name[i + 1] >= 0x80 &&
+            (unsigned char)name[i + 1] <= 0x9f)
+            return tiga_fail(TIGA_EBADNAME, "the name contains a control character at byte %zu", i);
+    }
+    return TIGA_OK;
+}
+
+static char *path_of(const char *base, const char *suffix)
+{
+    size_t a = strlen(base), b = strlen(suffix);
+    char *p = malloc(a + b + 1);
+    if (p) {
+        memcpy(p, base, a);
+        memcpy(p + a, suffix, b + 1);
+    }
+    return p;
+}
+
+/* Open one file; a new (empty) file gets `want` bytes.  *size gets its size. */
+static int open_file(const char *base, int which, uint64_t want, int *fd, uint64_t *size)
+{
+    char *path = path_of(base, SUFFIX[which]);
+    if (!path)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    int rc = plat_open_rw(path, fd);
+    if (rc) {
+        tiga_fail(rc, "cannot open %s: %s", path, tiga_strerror(rc));
+        free(path);
+        return rc;
+    }
+    rc = plat_file_size(*fd, size);
+    if (rc == 0 && *size == 0 && want) {
+        rc = plat_set_size(*fd, want);
+        if (rc == 0)
+            rc = plat_file_size(*fd, size);
+    }
+    if (rc)
+        tiga_fail(rc, "cannot size %s: %s", path, tiga_strerror(rc));
+    free(path);
+    return rc;
+}
+
+static int fixed_size(const char *base, int which, uint64_t size, uint64_t want)
+{
+    if (size == want)
+        return 0;
+    return tiga_fail(size < want ? TIGA_ETRUNCATED : TIGA_ECORRUPT,
+                     "%s%s has %llu bytes, the protocol needs exactly %llu", base, SUFFIX[which],
+                     (unsigned long long)size, (unsigned long long)want);
+}
+
+int tiga_channel_open(const char *dir, const char *name, const tiga_channel_options *opt,
+                      tiga_channel **out)
+{
+    if (!out)
+        return tiga_fail(TIGA_EINVAL, "out is NULL");
+    if (!dir || !dir[0])
+        return tiga_fail(TIGA_EINVAL, "the ipc directory is required");
+    if (!name)
+        return tiga_fail(TIGA_EBADNAME, "the name is NULL");
+    int rc = tiga_validate_name(name, strlen(name));
+    if (rc)
+        return rc;
+    tiga_channel_options o;
+    if (opt)
+        o = *opt;
+    else
+        tiga_channel_options_init(&o);
+    if (o.capacity == 0)
+        o.capacity = TIGA_DEFAULT_CAPACITY;
+    if (o.capacity < 64 || o.capacity > TIGA_SIZE_MASK)
+        return tiga_fail(TIGA_EINVAL, "capacity %llu is out of range (64 bytes to 2^39-1)",
+                         (unsigned long long)o.capacity);
+    if (o.min_age_ms < 0 || o.reader_grace_ms < 0)
+        return tiga_fail(TIGA_EINVAL, "min_age_ms and reader_grace_ms must not be negative");
+
+    if (o.create_dir) {
+        rc = plat_mkdirs(dir);
+        if (rc)
+            return tiga_fail(rc, "cannot create the ipc directory %s: %s", dir, tiga_strerror(rc));
+    }
+
+    tiga_channel *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    ch->fd_state = ch->fd_notify = ch->fd_data[0] = ch->fd_data[1] = -1;
+    ch->opt = o;
+    size_t dl = strlen(dir), nl = strlen(name);
+    ch->base = malloc(dl + nl + 7);
+    if (!ch->base) {
+        free(ch);
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    }
+    sprintf(ch->base, "%s%stiga_%s", dir, dir[dl - 1] == '/' ? "" : "/", name);
+    if ((rc = plat_mutex_init(&ch->lock))) {
+        free(ch->base);
+        free(ch);
+        return tiga_fail(rc, "cannot create a mutex");
+    }
+
+    uint64_t size;
+    if ((rc = open_file(ch->base, 0, TIGA_STATE_SIZE, &ch->fd_state, &size)) ||
+        (rc = fixed_size(ch->base, 0, size, TIGA_STATE_SIZE)))
+        goto fail;
+    if ((rc = open_file(ch->base, 1, o.capacity, &ch->fd_data[0], &size)))
+        goto fail;
+    if (size < 64 || size > TIGA_SIZE_MASK) {
+        rc = tiga_fail(TIGA_ETRUNCATED, "%s_data_0 has %llu bytes, too small for a channel",
+                       ch->base, (unsigned long long)size);
+        goto fail;
+    }
+    ch->capacity = size;
+    if ((rc = open_file(ch->base, 2, ch->capacity, &ch->fd_data[1], &size)))
+        goto fail;
+    if (size < ch->capacity) {
+        rc = tiga_fail(TIGA_ETRUNCATED, "%s_data_1 has %llu bytes, data_0 has %llu", ch->base,
+                       (unsigned long long)size, (unsigned long long)ch->capacity);
+        goto fail;
+    }
+    if ((rc = open_file(ch->base, 3, TIGA_NOTIFY_SIZE, &ch->fd_notify, &size)) ||
+        (rc = fixed_size(ch->base, 3, size, TIGA_NOTIFY_SIZE)))
+        goto fail;
+    void *m;
+    if ((rc = plat_map(ch->fd_state, TIGA_STATE_SIZE, &m))) {
+        tiga_fail(rc, "cannot map %s_state: %s", ch->base, tiga_strerror(rc));
+        goto fail;
+    }
+    ch->version = (_Atomic uint64_t *)m;
+    ch->readers = (_Atomic int32_t *)((char *)m + 8);
+    if ((rc = plat_map(ch->fd_notify, TIGA_NOTIFY_SIZE, &m))) {
+        tiga_fail(rc, "cannot map %s_notify: %s", ch->base, tiga_strerror(rc));
+        goto fail;
+    }
+    ch->slots = (tiga_slot *)m;
+    tiga_new_guid(ch->instance);
+    *out = ch;
+    return TIGA_OK;
+fail:
+    tiga_channel_close(ch);
+    return rc;
+}
+
+void tiga_channel_close(tiga_channel *ch)
+{
+    if (!ch)
+        return;
+    plat_unmap((void *)ch->version, TIGA_STATE_SIZE);
+    plat_unmap(ch->slots, TIGA_NOTIFY_SIZE);
+    plat_close(ch->fd_state);
+    plat_close(ch->fd_notify);
+    plat_close(ch->fd_data[0]);
+    plat_close(ch->fd_data[1]);
+    lb_buf_free(&ch->cache);
+    plat_mutex_destroy(&ch->lock);
+    free(ch->base);
+    free(ch);
+}
+
+uint64_t tiga_channel_capacity(const tiga_channel *ch) { return ch->capacity; }
+
+uint64_t tiga_channel_version(const tiga_channel *ch) { return atomic_load(ch->version); }
+
+int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms)
+{
+    if (min_age_ms < 0)
+        return tiga_fail(TIGA_EINVAL, "min_age_ms must not be negative");
+    plat_mutex_lock(&ch->lock);
+    ch->opt.min_age_ms = min_age_ms;
+    plat_mutex_unlock(&ch->lock);
+    return TIGA_OK;
+}
+
+/* ---- reader counters: signed, never below zero, repaired if a peer wrapped them */
+
+static void reader_enter(tiga_channel *ch, unsigned idx)
+{
+    int32_t v = atomic_load(&ch->readers[idx]);
+    while (!atomic_compare_exchange_weak(&ch->readers[idx], &v, v < 0 ? 1 : v + 1))
+        ;
+}
+
+static void reader_exit(tiga_channel *ch, unsigned idx)
+{
+    int32_t v = atomic_load(&ch->readers[idx]);
+    while (v > 0 && !atomic_compare_exchange_weak(&ch->readers[idx], &v, v - 1))
+        ;
+}
+
+static void wait_readers_gone(tiga_channel *ch, unsigned idx)
+{
+    if (atomic_load(&ch->readers[idx]) <= 0)
+        return;
+    int64_t deadline = plat_now_ns() + ch->opt.reader_grace_ms * 1000000;
+    int spins = 0;
+    while (atomic_load(&ch->readers[idx]) > 0) {
+        if (plat_now_ns() >= deadline) {
+            /* A reader stuck past the grace period is taken for dead. */
+            atomic_store(&ch->readers[idx], 0);
+            return;
+        }
+        if (spins < 64)
+            plat_cpu_relax();
+        else if (spins < 128)
+            plat_yield();
+        else
+            plat_sleep_us(50);
+        spins++;
+    }
+}
+
+/* Is the cached payload still the one under version word v?  The version
+ * word could in theory repeat (same buffer, size and 24-bit checksum), so
+ * also compare the head of the buffer, which holds last_id. */
+static int cache_matches(tiga_channel *ch, uint64_t v, bool *ok)
+{
+    *ok = false;
+    if (v == 0 || v != ch->cache_version || ch->cache.len == 0)
+        return 0;
+    size_t n = ch->cache.len < HEADER_GUARD ? ch->cache.len : HEADER_GUARD;
+    uint8_t head[HEADER_GUARD];
+    size_t got;
+    int rc = plat_pread(ch->fd_data[tiga_ver_idx(v)], head, n, 0, &got);
+    if (rc)
+        return tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, tiga_ver_idx(v),
+                         tiga_strerror(rc));
+    *ok = got == n && memcmp(head, ch->cache.mem + ch->cache.start, n) == 0;
+    return 0;
+}
+
+/* Bring the cache up to the payload under the current version word, copied
+ * out and verified.  `locked`: the caller holds the writer lock (no reader
+ * counter needed: cooperating writers cannot touch the active buffer). */
+static int load_payload(tiga_channel *ch, bool locked)
+{
+    int bad = 0;
+    for (int attempt = 0;; attempt++) {
+        uint64_t v = atomic_load(ch->version);
+        if (v == 0) {
+            ch->cache.len = 0;
+            ch->cache_version = 0;
+            return 0;
+        }
+        unsigned idx = tiga_ver_idx(v);
+        uint64_t size = tiga_ver_size(v);
+        if (size > ch->capacity)
+            return tiga_fail(TIGA_ECORRUPT,
+                             "%s_state: the version word 0x%016llx claims a %llu-byte payload, "
+                             "the capacity is %llu",
+                             ch->base, (unsigned long long)v, (unsigned long long)size,
+                             (unsigned long long)ch->capacity);
+        if (size == 0)
+            return tiga_fail(TIGA_ECORRUPT,
+                             "%s_state: the version word 0x%016llx names an empty payload",
+                             ch->base, (unsigned long long)v);
+        if (!locked)
+            reader_enter(ch, idx);
+        bool hit;
+        int rc = 0;
+        if (!locked && atomic_load(ch->version) != v) {
+            reader_exit(ch, idx);
+            continue;
+        }
+        rc = cache_matches(ch, v, &hit);
+        if (rc == 0 && hit) {
+            if (!locked)
+                reader_exit(ch, idx);
+            return 0;
+        }
+        if (rc == 0)
+            rc = lb_buf_reserve(&ch->cache, (size_t)ch->capacity);
+        size_t got = 0;
+        if (rc == 0) {
+            ch->cache.start = TIGA_HEADROOM;
+            ch->cache_version = 0;
+            ch->cache.len = 0;
+            rc = plat_pread(ch->fd_data[idx], ch->cache.mem + TIGA_HEADROOM, (size_t)size, 0,
+                            &got);
+            if (rc)
+                tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, idx, tiga_strerror(rc));
+        }
+        if (!locked)
+            reader_exit(ch, idx);
+        if (rc)
+            return rc;
+        if (got < size)
+            return tiga_fail(TIGA_ETRUNCATED,
+                             "%s_data_%u has %zu bytes, the version word says the payload has "
+                             "%llu",
+                             ch->base, idx, got, (unsigned long long)size);
+        /* Verify the copy, never the shared bytes. */
+        uint64_t sum = tiga_wyhash(ch->cache.mem + TIGA_HEADROOM, (size_t)size, 0) & 0xFFFFFF;
+        if (sum != tiga_ver_sum(v)) {
+            if (atomic_load(ch->version) != v)
+                continue; /* overwritten while we read it: try the new one */
+            if (++bad >= READ_RETRIES)
+                return tiga_fail(TIGA_ECORRUPT,
+                                 "%s_data_%u: checksum 0x%06llx of the %llu-byte payload does "
+                                 "not match 0x%06x in the version word",
+                                 ch->base, idx, (unsigned long long)sum,
+                                 (unsigned long long)size, tiga_ver_sum(v));
+            plat_sleep_us(100 << bad);
+            continue;
+        }
+        ch->cache.len = (size_t)size;
+        rc = lb_buf_validate(&ch->cache);
+        if (rc) {
+            ch->cache.len = 0;
+            return tiga_fail(rc, "%s_data_%u: %s", ch->base, idx, tiga_last_error());
+        }
+        ch->cache_version = v;
+        (void)attempt;
+        return 0;
+    }
+}
+
+int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out)
+{
+    if (!ch || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    plat_mutex_lock(&ch->lock);
+    int rc = load_payload(ch, false);
+    if (rc == 0) {
+        static const uint8_t empty[1];
+        const uint8_t *p = ch->cache.len ? ch->cache.mem + ch->cache.start : empty;
+        rc = lb_decode(p, ch->cache.len, after_id, out);
+        if (rc == 0)
+            (*out)->version = ch->cache_version;
+    }
+    plat_mutex_unlock(&ch->lock);
+    return rc;
+}
+
+int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info)
+{
+    if (!ch || !info)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    plat_mutex_lock(&ch->lock);
+    int rc = load_payload(ch, false);
+    if (rc == 0) {
+        memset(info, 0, sizeof *info);
+        info->version = ch->cache_version;
+        info->capacity = ch->capacity;
+        info->payload_len = ch->cache.len;
+        info->schema_version = -1;
+        if (ch->cache.len) {
+            const lb_header *h = &ch->cache.h;
+            info->last_id = h->last_id;
+            info->retained = h->count;
+            info->schema_version = h->enveloped ? h->schema : -1;
+            if (h->count) {
+                lb_entry e;
+                size_t off = h->entries_off;
+                if (lb_next_entry(ch->cache.mem + ch->cache.start, ch->cache.len, &off, &e,
+                                  false) == 0)
+                    info->first_id = e.id;
+            }
+        }
+        info->readers0 = atomic_load(&ch->readers[0]);
+        info->readers1 = atomic_load(&ch->readers[1]);
+    }
+    plat_mutex_unlock(&ch->lock);
+    return rc;
+}
+
+int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, int64_t *first_id)
+{
+    if (!ch || !msgs || n == 0)
+        return tiga_fail(TIGA_EINVAL, "nothing to append");
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].len && !msgs[i].data)
+            return tiga_fail(TIGA_EINVAL, "message %zu has NULL data", i);
+    plat_mutex_lock(&ch->lock);
+    int rc = plat_lock_file(ch->fd_state, ch->opt.lock_timeout_ms);
+    if (rc) {
+        plat_mutex_unlock(&ch->lock);
+        if (rc == -ETIMEDOUT)
+            return tiga_fail(TIGA_ETIMEDOUT, "the lock on %s_state was not free within %lld ms",
+                             ch->base, (long long)ch->opt.lock_timeout_ms);
+        return tiga_fail(rc, "cannot lock %s_state: %s", ch->base, tiga_strerror(rc));
+    }
+    rc = load_payload(ch, true);
+    if (rc)
+        goto out;
+    uint64_t v = ch->cache_version;
+    unsigned next = v == 0 ? 0 : 1 - tiga_ver_idx(v);
+    /* Check the target file's size now: a peer may have resized it since we
+     * opened it (writing past its end would silently extend it). */
+    uint64_t fsize;
+    if ((rc = plat_file_size(ch->fd_data[next], &fsize))) {
+        tiga_fail(rc, "cannot stat %s_data_%u", ch->base, next);
+        goto out;
+    }
+    if (fsize < ch->capacity) {
+        rc = tiga_fail(TIGA_ETRUNCATED,
+                       "%s_data_%u has %llu bytes, it had %llu when the channel was opened "
+                       "(resized by another process? open the channel again)",
+                       ch->base, next, (unsigned long long)fsize,
+                       (unsigned long long)ch->capacity);
+        goto out;
+    }
+    int64_t fid = 0;
+    rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
+                       ch->opt.min_age_ms * 1000000, ch->capacity, &fid);
+    if (rc)
+        goto out;
+    /* From here on the cache holds the new payload: drop it on any failure. */
+    const uint8_t *payload = ch->cache.mem + ch->cache.start;
+    size_t len = ch->cache.len;
+    uint64_t nv = tiga_ver_make(next, len, tiga_wyhash(payload, len, 0));
+    wait_readers_gone(ch, next);
+    rc = plat_pwrite(ch->fd_data[next], payload, len, 0);
+    if (rc == 0 && ch->opt.flush)
+        rc = plat_datasync(ch->fd_data[next]);
+    if (rc) {
+        ch->cache_version = 0;
+        ch->cache.len = 0;
+        tiga_fail(rc, "cannot write %s_data_%u: %s", ch->base, next, tiga_strerror(rc));
+        goto out;
+    }
+    atomic_exchange(ch->version, nv);
+    ch->cache_version = nv;
+    if (first_id)
+        *first_id = fid;
+out:
+    plat_unlock_file(ch->fd_state);
+    plat_mutex_unlock(&ch->lock);
+    if (rc == 0)
+        tiga_notify_signal(ch->slots, NULL);
+    return rc;
+}
+
+void tiga_new_guid(char out[37])
+{
+    static const char hx[] = "0123456789abcdef";
+    uint8_t b[16];
+    plat_random(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    int j = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[j++] = '-';
+        out[j++] = hx[b[i] >> 4];
+        out[j++] = hx[b[i] & 15];
+    }
+    out[36] = '\0';
+}

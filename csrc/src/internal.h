@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/* Private declarations shared by the library's sources. */
+#ifndef TIGA_INTERNAL_H
+#define TIGA_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tiga.h"
+#include "platform.h"
+
+/* Record the detail of a failure for tiga_last_error() and return status. */
+int tiga_fail(int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void tiga_clear_error(void);
+
+/* ---- version word */
+#define TIGA_SIZE_BITS 39
+#define TIGA_SIZE_MASK ((UINT64_C(1) << TIGA_SIZE_BITS) - 1)
+static inline unsigned tiga_ver_idx(uint64_t v) { return (unsigned)(v & 1u); }
+static inline uint64_t tiga_ver_size(uint64_t v) { return (v >> 1) & TIGA_SIZE_MASK; }
+static inline uint32_t tiga_ver_sum(uint64_t v) { return (uint32_t)(v >> 40); }
+static inline uint64_t tiga_ver_make(unsigned idx, uint64_t size, uint64_t hash)
+{
+    return (uint64_t)idx | (size << 1) | ((hash & 0xFFFFFFu) << 40);
+}
+
+/* ---- logbook (logbook.c) */
+
+/* Room kept in front of a payload buffer so that new headers can be written
+ * in place before the first retained entry. */
+#define TIGA_HEADROOM 32
+
+typedef struct lb_header {
+    bool enveloped;
+    int64_t schema;          /* enveloped only */
+    int64_t last_id;
+    uint32_t count;          /* entries in the array */
+    size_t entries_off;      /* offset of the first entry */
+} lb_header;
+
+typedef struct lb_entry {
+    int64_t id;
+    int64_t timestamp;
+    const uint8_t *message;
+    size_t message_len;
+    const uint8_t *media_type;   /* NULL when nil */
+    size_t media_type_len;
+    char instance[37];
+    size_t start, end;           /* byte range of the whole entry */
+} lb_entry;
+
+int lb_parse_header(const uint8_t *p, size_t n, lb_header *h);
+/* Decode the entry at *off (fully when `full`, else only id and timestamp
+ * and its extent); advances *off. */
+int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool full);
+/* Bytes needed to encode one entry. */
+size_t lb_entry_size(const tiga_message *m, int64_t id, int64_t ts);
+uint8_t *lb_write_entry(uint8_t *dst, const tiga_message *m, int64_t id, const char *instance,
+                        int64_t ts);
+/* Encode the header into tmp (at most TIGA_HEADROOM bytes); returns length. */
+size_t lb_encode_header(uint8_t *tmp, bool enveloped, int64_t schema, int64_t last_id,
+                        uint32_t count);
+
+/* A payload held with TIGA_HEADROOM bytes of room in front of it. */
+typedef struct lb_buf {
+    uint8_t *mem;            /* allocation: TIGA_HEADROOM + cap bytes */
+    size_t cap;              /* payload room */
+    size_t start;            /* payload begins at mem + start */
+    size_t len;              /* payload length */
+    lb_header h;             /* parsed header of the payload (valid when len > 0) */
+    size_t first_young;      /* offset (from payload start) up to which entries were checked old */
+} lb_buf;
+
+int lb_buf_reserve(lb_buf *b, size_t cap);
+void lb_buf_free(lb_buf *b);
+/* Validate the payload in b (parse the header, walk every entry). */
+int lb_buf_validate(lb_buf *b);
+/* Append msgs to the payload in b in place (trim, write entries after the
+ * last one, rewrite the header right before the first retained entry). */
+int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
+                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id);
+/* Decode entries with id > after_id out of payload p[0..n) into a new result
+ * (which copies the bytes it needs). */
+int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_result **out);
+
+/* ---- identity */
+void tiga_new_guid(char out[37]);
+
+/* ---- notify (notify.c) */
+typedef struct tiga_slot {
+    _Atomic int64_t token;
+    _Atomic int64_t owner_start;
+    _Atomic int32_t owner_pid;
+    _Atomic uint32_t wake;      /* the 'reserved' field: our futex word */
+} tiga_slot;
+
+int tiga_notify_signal(tiga_slot *slots, int32_t *woken);
+int tiga_notify_live(tiga_slot *slots, int32_t *live);
+
+/* ---- channel internals shared with notify.c */
+struct tiga_channel {
+    char *base;                  /* "<dir>/tiga_<name>" */
+    int fd_state, fd_notify, fd_data[2];
+    _Atomic uint64_t *version;   /* mapped state file */
+    _Atomic int32_t *readers;    /* [2] */
+    tiga_slot *slots;            /* mapped notify file */
+    uint64_t capacity;
+    tiga_channel_options opt;
+    char instance[37];
+    plat_mutex lock;             /* serialises this handle's users */
+    lb_buf cache;                /* last payload seen by this handle */
+    uint64_t cache_version;      /* version word the cache holds (0: none) */
+};
+
+#endif

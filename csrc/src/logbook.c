@@ -1,0 +1,752 @@
+/* SPDX-License-Identifier: MIT */
+/* The logbook: the MessagePack subset the protocol uses, decoded with a
+ * bounds check on every byte and appended in place without re-encoding the
+ * retained entries. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------ reading */
+
+typedef struct rd {
+    const uint8_t *p;
+    size_t n, off;
+} rd;
+
+#define CORRUPT(...) tiga_fail(TIGA_ECORRUPT, __VA_ARGS__)
+
+static inline bool need(const rd *r, size_t k) { return r->n - r->off >= k; }
+
+static inline uint64_t be(const uint8_t *p, int k)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < k; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int rd_int(rd *r, int64_t *out, const char *what)
+{
+    if (!need(r, 1))
+        return CORRUPT("logbook ends inside %s at byte %zu", what, r->off);
+    uint8_t t = r->p[r->off];
+    int k;
+    bool sign;
+    if (t <= 0x7f) {
+        *out = t;
+        r->off++;
+        return 0;
+    }
+    if (t >= 0xe0) {
+        *out = (int8_t)t;
+        r->off++;
+        return 0;
+    }
+    switch (t) {
+    case 0xcc: k = 1; sign = false; break;
+    case 0xcd: k = 2; sign = false; break;
+    case 0xce: k = 4; sign = false; break;
+    case 0xcf: k = 8; sign = false; break;
+    case 0xd0: k = 1; sign = true; break;
+    case 0xd1: k = 2; sign = true; break;
+    case 0xd2: k = 4; sign = true; break;
+    case 0xd3: k = 8; sign = true; break;
+    default:
+        return CORRUPT("expected an integer for %s at byte %zu, found type byte 0x%02x", what,
+                       r->off, t);
+    }
+    if (!need(r, 1 + (size_t)k))
+        return CORRUPT("logbook ends inside %s at byte %zu", what, r->off);
+    uint64_t v = be(r->p + r->off + 1, k);
+    if (sign) {
+        int sh = 64 - 8 * k;
+        *out = (int64_t)(v << sh) >> sh;
+    } else {
+        if (v > (uint64_t)INT64_MAX)
+            return CORRUPT("%s at byte %zu does not fit in 64 signed bits", what, r->off);
+        *out = (int64_t)v;
+    }
+    r->off += 1 + (size_t)k;
+    return 0;
+}
+
+static bool is_int(const rd *r)
+{
+    if (!need(r, 1))
+        return false;
+    uint8_t t = r->p[r->off];
+    return t <= 0x7f || t >= 0xe0 || (t >= 0xcc && t <= 0xd3);
+}
+
+static int rd_array(rd *r, uint32_t *len, const char *what)
+{
+    if (!need(r, 1))
+        return CORRUPT("logbook ends where %s should start (byte %zu)", what, r->off);
+    uint8_t t = r->p[r->off];
+    if ((t & 0xf0) == 0x90) {
+        *len = t & 0x0f;
+        r->off++;
+        return 0;
+    }
+    int k = t == 0xdc ? 2 : t == 0xdd ? 4 : 0;
+    if (!k)
+        return CORRUPT("expected an array for %s at byte %zu, found type byte 0x%02x", what,
+                       r->off, t);
+    if (!need(r, 1 + (size_t)k))
+        return CORRUPT("logbook ends inside the header of %s at byte %zu", what, r->off);
+    *len = (uint32_t)be(r->p + r->off + 1, k);
+    r->off += 1 + (size_t)k;
+    return 0;
+}
+
+/* str (kind 's'), bin ('b'), or either ('*'). */
+static int rd_bytes(rd *r, int kind, const uint8_t **ptr, size_t *len, const char *what)
+{
+    if (!need(r, 1))
+        return CORRUPT("logbook ends where %s should start (byte %zu)", what, r->off);
+    uint8_t t = r->p[r->off];
+    size_t k;
+    uint64_t n = 0;
+    bool str = false;
+    if ((t & 0xe0) == 0xa0) {
+        n = t & 0x1f;
+        k = 0;
+        str = true;
+    } else if (t == 0xd9 || t == 0xc4) {
+        k = 1;
+        str = t == 0xd9;
+    } else if (t == 0xda || t == 0xc5) {
+        k = 2;
+        str = t == 0xda;
+    } else if (t == 0xdb || t == 0xc6) {
+        k = 4;
+        str = t == 0xdb;
+    } else {
+        return CORRUPT("expected %s for %s at byte %zu, found type byte 0x%02x",
+                       kind == 's' ? "a string" : kind == 'b' ? "binary" : "bytes", what,
+                       r->off, t);
+    }
+    if ((kind == 's' && !str) || (kind == 'b' && str))
+        return CORRUPT("expected %s for %s at byte %zu, found %s", kind == 's' ? "str" : "bin",
+                       what, r->off, str ? "str" : "bin");
+    if (!need(r, 1 + k))
+        return CORRUPT("logbook ends inside the header of %s at byte %zu", what, r->off);
+    if (k)
+        n = be(r->p + r->off + 1, (int)k);
+    if (r->n - r->off - 1 - k < n)
+        return CORRUPT("%s at byte %zu claims %llu bytes, only %zu remain", what, r->off,
+                       (unsigned long long)n, r->n - r->off - 1 - k);
+    *ptr = r->p + r->off + 1 + k;
+    *len = (size_t)n;
+    r->off += 1 + k + (size_t)n;
+    return 0;
+}
+
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void guid_text(const uint8_t b[16], char out[37])
+{
+    static const char hx[] = "0123456789abcdef";
+    int j = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[j++] = '-';
+        out[j++] = hx[b[i] >> 4];
+        out[j++] = hx[b[i] & 15];
+    }
+    out[36] = '\0';
+}
+
+/* UUID text: 8-4-4-4-12, optionally in braces, or 32 hex digits. */
+static bool parse_guid_text(const uint8_t *s, size_t n, char out[37])
+{
+    if (n == 38 && s[0] == '{' && s[37] == '}') {
+        s++;
+        n -= 2;
+    }
+    uint8_t b[16];
+    size_t j = 0;
+    if (n == 36) {
+        if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
+            return false;
+    } else if (n != 32) {
+        return false;
+    }
+    int hi = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (n == 36 && (i == 8 || i == 13 || i == 18 || i == 23))
+            continue;
+        int v = hexval(s[i]);
+        if (v < 0)
+            return false;
+        if (hi < 0) {
+            hi = v;
+        } else {
+            b[j++] = (uint8_t)(hi << 4 | v);
+            hi = -1;
+        }
+    }
+    guid_text(b, out);
+    return true;
+}
+
+/* 16 bytes in .NET Guid.ToByteArray order: the first three groups little-endian. */
+static void guid_from_dotnet(const uint8_t *s, char out[37])
+{
+    uint8_t b[16] = {s[3], s[2], s[1], s[0], s[5], s[4], s[7], s[6]};
+    memcpy(b + 8, s + 8, 8);
+    guid_text(b, out);
+}
+
+static int rd_instance(rd *r, char out[37])
+{
+    if (!need(r, 1))
+        return CORRUPT("logbook ends where an instance id should start (byte %zu)", r->off);
+    size_t at = r->off;
+    uint8_t t = r->p[at];
+    const uint8_t *s;
+    size_t n;
+    if (t == 0xd8) { /* fixext16 */
+        if (!need(r, 18))
+            return CORRUPT("logbook ends inside the instance id at byte %zu", at);
+        guid_from_dotnet(r->p + at + 2, out);
+        r->off += 18;
+        return 0;
+    }
+    if (t == 0xc7) { /* ext8 */
+        if (!need(r, 3) || r->p[at + 1] != 16 || !need(r, 19))
+            return CORRUPT("instance id at byte %zu is an ext but not of 16 bytes", at);
+        guid_from_dotnet(r->p + at + 3, out);
+        r->off += 19;
+        return 0;
+    }
+    int rc = rd_bytes(r, '*', &s, &n, "the instance id");
+    if (rc)
+        return rc;
+    bool is_bin = t == 0xc4 || t == 0xc5 || t == 0xc6;
+    if (is_bin) {
+        if (n != 16)
+            return CORRUPT("instance id at byte %zu is bin of %zu bytes, expected 16", at, n);
+        guid_from_dotnet(s, out);
+        return 0;
+    }
+    if (!parse_guid_text(s, n, out))
+        return CORRUPT("instance id at byte %zu is not GUID text", at);
+    return 0;
+}
+
+int lb_parse_header(const uint8_t *p, size_t n, lb_header *h)
+{
+    rd r = {p, n, 0};
+    uint32_t outer, inner;
+    int64_t first;
+    int rc;
+    if ((rc = rd_array(&r, &outer, "the logbook")))
+        return rc;
+    if (outer != 2)
+        return CORRUPT("the logbook is an array of %u elements, expected 2", outer);
+    if ((rc = rd_int(&r, &first, "last_id or schema version")))
+        return rc;
+    /* Enveloped only if the second element is an array of 2 whose first
+     * element is an integer and whose second is an array (as the C# peer). */
+    h->enveloped = false;
+    size_t save = r.off;
+    int64_t li;
+    uint32_t cnt;
+    if (rd_array(&r, &inner, "x") == 0 && inner == 2 && is_int(&r) &&
+        rd_int(&r, &li, "last_id") == 0 && rd_array(&r, &cnt, "the entries") == 0) {
+        h->enveloped = true;
+        h->schema = first;
+        h->last_id = li;
+        h->count = cnt;
+        h->entries_off = r.off;
+    }
+    if (!h->enveloped) {
+        r.off = save;
+        tiga_clear_error();
+        h->schema = -1;
+        h->last_id = first;
+        if ((rc = rd_array(&r, &h->count, "the entries")))
+            return rc;
+        h->entries_off = r.off;
+    }
+    if (h->last_id < 0)
+        return CORRUPT("last_id is negative (%lld)", (long long)h->last_id);
+    /* Each entry takes at least 4 bytes: reject absurd counts before walking. */
+    if ((uint64_t)h->count * 4 > n - h->entries_off)
+        return CORRUPT("the logbook claims %u entries in %zu bytes", h->count,
+                       n - h->entries_off);
+    return 0;
+}
+
+int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool full)
+{
+    rd r = {p, n, *off};
+    uint32_t len;
+    int rc;
+    e->start = r.off;
+    if ((rc = rd_array(&r, &len, "an entry")))
+        return rc;
+    if (len != 4 && len != 5)
+        return CORRUPT("entry at byte %zu has %u elements, expected 4 or 5", e->start, len);
+    if ((rc = rd_int(&r, &e->id, "an entry id")))
+        return rc;
+    if (full) {
+        if ((rc = rd_instance(&r, e->instance)))
+            return rc;
+    } else {
+        /* still checked for shape, not converted */
+        const uint8_t *s;
+        size_t sn;
+        uint8_t t = need(&r, 1) ? r.p[r.off] : 0;
+        if (t == 0xd8 || t == 0xc7) {
+            if ((rc = rd_instance(&r, e->instance)))
+                return rc;
+        } else if ((rc = rd_bytes(&r, '*', &s, &sn, "the instance id"))) {
+            return rc;
+        }
+    }
+    if ((rc = rd_int(&r, &e->timestamp, "a timestamp")))
+        return rc;
+    if ((rc = rd_bytes(&r, '*', &e->message, &e->message_len, "a message")))
+        return rc;
+    e->media_type = NULL;
+    e->media_type_len = 0;
+    if (len == 5) {
+        if (!need(&r, 1))
+            return CORRUPT("logbook ends where a media type should start (byte %zu)", r.off);
+        if (r.p[r.off] == 0xc0) {
+            r.off++;
+        } else {
+            if ((rc = rd_bytes(&r, 's', &e->media_type, &e->media_type_len, "a media type")))
+                return rc;
+        }
+    }
+    e->end = r.off;
+    *off = r.off;
+    return 0;
+}
+
+/* ------------------------------------------------------------ writing */
+
+static size_t uint_size(uint64_t v)
+{
+    return v <= 0x7f ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3 : v <= 0xffffffffu ? 5 : 9;
+}
+
+static size_t int_size(int64_t v)
+{
+    if (v >= 0)
+        return uint_size((uint64_t)v);
+    return v >= -32 ? 1 : v >= INT8_MIN ? 2 : v >= INT16_MIN ? 3 : v >= INT32_MIN ? 5 : 9;
+}
+
+static uint8_t *put_be(uint8_t *d, uint64_t v, int k)
+{
+    for (int i = k - 1; i >= 0; i--) {
+        d[i] = (uint8_t)v;
+        v >>= 8;
+    }
+    return d + k;
+}
+
+static uint8_t *put_int(uint8_t *d, int64_t v)
+{
+    if (v >= 0) {
+        uint64_t u = (uint64_t)v;
+        if (u <= 0x7f) {
+            *d++ = (uint8_t)u;
+        } else if (u <= 0xff) {
+            *d++ = 0xcc;
+            d = put_be(d, u, 1);
+        } else if (u <= 0xffff) {
+            *d++ = 0xcd;
+            d = put_be(d, u, 2);
+        } else if (u <= 0xffffffffu) {
+            *d++ = 0xce;
+            d = put_be(d, u, 4);
+        } else {
+            *d++ = 0xcf;
+            d = put_be(d, u, 8);
+        }
+        return d;
+    }
+    if (v >= -32) {
+        *d++ = (uint8_t)(int8_t)v;
+    } else if (v >= INT8_MIN) {
+        *d++ = 0xd0;
+        d = put_be(d, (uint64_t)v, 1);
+    } else if (v >= INT16_MIN) {
+        *d++ = 0xd1;
+        d = put_be(d, (uint64_t)v, 2);
+    } else if (v >= INT32_MIN) {
+        *d++ = 0xd2;
+        d = put_be(d, (uint64_t)v, 4);
+    } else {
+        *d++ = 0xd3;
+        d = put_be(d, (uint64_t)v, 8);
+    }
+    return d;
+}
+
+static size_t str_hdr_size(size_t n) { return n <= 31 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : 5; }
+static size_t bin_hdr_size(size_t n) { return n <= 0xff ? 2 : n <= 0xffff ? 3 : 5; }
+
+size_t lb_entry_size(const tiga_message *m, int64_t id, int64_t ts)
+{
+    size_t s = 1 + int_size(id) + 2 + TIGA_INSTANCE_LEN + int_size(ts) + bin_hdr_size(m->len) +
+               m->len;
+    if (m->media_type) {
+        size_t ml = strlen(m->media_type);
+        s += str_hdr_size(ml) + ml;
+    } else {
+        s += 1;
+    }
+    return s;
+}
+
+uint8_t *lb_write_entry(uint8_t *d, const tiga_message *m, int64_t id, const char *instance,
+                        int64_t ts)
+{
+    *d++ = 0x95;
+    d = put_int(d, id);
+    *d++ = 0xd9;
+    *d++ = TIGA_INSTANCE_LEN;
+    memcpy(d, instance, TIGA_INSTANCE_LEN);
+    d += TIGA_INSTANCE_LEN;
+    d = put_int(d, ts);
+    if (m->len <= 0xff) {
+        *d++ = 0xc4;
+        d = put_be(d, m->len, 1);
+    } else if (m->len <= 0xffff) {
+        *d++ = 0xc5;
+        d = put_be(d, m->len, 2);
+    } else {
+        *d++ = 0xc6;
+        d = put_be(d, m->len, 4);
+    }
+    if (m->len)
+        memcpy(d, m->data, m->len);
+    d += m->len;
+    if (m->media_type) {
+        size_t ml = strlen(m->media_type);
+        if (ml <= 31) {
+            *d++ = (uint8_t)(0xa0 | ml);
+        } else if (ml <= 0xff) {
+            *d++ = 0xd9;
+            d = put_be(d, ml, 1);
+        } else if (ml <= 0xffff) {
+            *d++ = 0xda;
+            d = put_be(d, ml, 2);
+        } else {
+            *d++ = 0xdb;
+            d = put_be(d, ml, 4);
+        }
+        memcpy(d, m->media_type, ml);
+        d += ml;
+    } else {
+        *d++ = 0xc0;
+    }
+    return d;
+}
+
+static uint8_t *put_array(uint8_t *d, uint32_t n)
+{
+    if (n <= 15) {
+        *d++ = (uint8_t)(0x90 | n);
+    } else if (n <= 0xffff) {
+        *d++ = 0xdc;
+        d = put_be(d, n, 2);
+    } else {
+        *d++ = 0xdd;
+        d = put_be(d, n, 4);
+    }
+    return d;
+}
+
+size_t lb_encode_header(uint8_t *tmp, bool enveloped, int64_t schema, int64_t last_id,
+                        uint32_t count)
+{
+    uint8_t *d = tmp;
+    *d++ = 0x92;
+    if (enveloped) {
+        d = put_int(d, schema);
+        *d++ = 0x92;
+    }
+    d = put_int(d, last_id);
+    d = put_array(d, count);
+    return (size_t)(d - tmp);
+}
+
+/* ------------------------------------------------------------ buffers */
+
+int lb_buf_reserve(lb_buf *b, size_t cap)
+{
+    /* Room for the payload plus slack, so that trimming can move the payload
+     * forward several times before it has to be moved back. */
+    size_t total = TIGA_HEADROOM + cap + cap / 2 + 4096;
+    if (b->mem && b->cap >= cap)
+        return 0;
+    uint8_t *m = malloc(total);
+    if (!m)
+        return tiga_fail(TIGA_ENOMEM, "cannot allocate %zu bytes for a payload buffer", total);
+    if (b->mem && b->len)
+        memcpy(m + TIGA_HEADROOM, b->mem + b->start, b->len);
+    free(b->mem);
+    b->mem = m;
+    b->cap = cap;
+    b->start = TIGA_HEADROOM;
+    return 0;
+}
+
+void lb_buf_free(lb_buf *b)
+{
+    free(b->mem);
+    memset(b, 0, sizeof *b);
+}
+
+static size_t buf_total(const lb_buf *b) { return TIGA_HEADROOM + b->cap + b->cap / 2 + 4096; }
+
+int lb_buf_validate(lb_buf *b)
+{
+    const uint8_t *p = b->mem + b->start;
+    int rc = lb_parse_header(p, b->len, &b->h);
+    if (rc)
+        return rc;
+    size_t off = b->h.entries_off;
+    lb_entry e;
+    for (uint32_t i = 0; i < b->h.count; i++) {
+        if ((rc = lb_next_entry(p, b->len, &off, &e, false)))
+            return rc;
+    }
+    if (off != b->len)
+        return CORRUPT("%zu bytes follow the logbook's last entry", b->len - off);
+    return 0;
+}
+
+int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
+                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id)
+{
+    if (n == 0)
+        return tiga_fail(TIGA_EINVAL, "nothing to append");
+    lb_header h;
+    if (b->len == 0) {
+        h.enveloped = false;
+        h.schema = -1;
+        h.last_id = 0;
+        h.count = 0;
+        h.entries_off = 0;
+    } else {
+        h = b->h;
+    }
+    const uint8_t *p = b->mem + b->start;
+    if (h.last_id > INT64_MAX - (int64_t)n)
+        return CORRUPT("last_id %lld cannot grow any further", (long long)h.last_id);
+
+    /* Trim the leading run of entries older than the minimum age. */
+    size_t keep = h.entries_off;
+    uint32_t count = h.count;
+    int64_t cutoff = now_ns - min_age_ns;
+    while (count > 0) {
+        lb_entry e;
+        size_t off = keep;
+        int rc = lb_next_entry(p, b->len, &off, &e, false);
+        if (rc)
+            return rc;
+        if (e.timestamp >= cutoff)
+            break;
+        keep = off;
+        count--;
+    }
+
+    size_t add = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].len > 0xffffffffu || (msgs[i].len && !msgs[i].data))
+            return tiga_fail(TIGA_EINVAL, "message %zu: bad length or NULL data", i);
+        add += lb_entry_size(&msgs[i], h.last_id + 1 + (int64_t)i, now_ns);
+    }
+    if ((uint64_t)count + n > 0xffffffffu)
+        return tiga_fail(TIGA_EFULL, "too many entries");
+    uint8_t hdr[TIGA_HEADROOM];
+    size_t alone = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
+                                    (uint32_t)n);
+    if (alone + add > capacity)
+        return tiga_fail(TIGA_ETOOBIG,
+                         "%zu new bytes with the logbook's header need %zu bytes, the capacity "
+                         "is %llu",
+                         add, alone + add, (unsigned long long)capacity);
+    size_t hl = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
+                                 count + (uint32_t)n);
+    size_t kept = b->len - keep;
+    size_t new_len = hl + kept + add;
+    if (new_len > capacity)
+        return tiga_fail(TIGA_EFULL,
+                         "the new entries (%zu bytes) do not fit beside the %u retained "
+                         "entries (%zu bytes) younger than the minimum age; capacity %llu",
+                         add, count, kept, (unsigned long long)capacity);
+
+    int rc = lb_buf_reserve(b, (size_t)capacity);
+    if (rc)
+        return rc;
+    size_t at = b->start + keep; /* absolute offset of the first kept entry */
+    if (b->len == 0)
+        at = TIGA_HEADROOM;
+    if (at < hl || at + kept + add > buf_total(b)) {
+        memmove(b->mem + TIGA_HEADROOM, b->mem + at, kept);
+        at = TIGA_HEADROOM;
+    }
+    uint8_t *d = b->mem + at + kept;
+    for (size_t i = 0; i < n; i++)
+        d = lb_write_entry(d, &msgs[i], h.last_id + 1 + (int64_t)i, instance, now_ns);
+    memcpy(b->mem + at - hl, hdr, hl);
+    b->start = at - hl;
+    b->len = new_len;
+    b->h.enveloped = h.enveloped;
+    b->h.schema = h.schema;
+    b->h.last_id = h.last_id + (int64_t)n;
+    b->h.count = count + (uint32_t)n;
+    b->h.entries_off = hl;
+    if (first_id)
+        *first_id = h.last_id + 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ results */
+
+typedef struct result_block {
+    tiga_read_result r;
+    uint8_t *tail;       /* copy of the payload bytes of the returned entries */
+} result_block;
+
+int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_result **out)
+{
+    lb_header h;
+    int rc;
+    if (n == 0) {
+        h.enveloped = false;
+        h.schema = -1;
+        h.last_id = 0;
+        h.count = 0;
+        h.entries_off = 0;
+    } else if ((rc = lb_parse_header(p, n, &h))) {
+        return rc;
+    }
+    /* Pass 1: check every entry's shape and find the first with id > after_id. */
+    size_t off = h.entries_off, from = n;
+    uint32_t skip = h.count;
+    lb_entry e;
+    for (uint32_t i = 0; i < h.count; i++) {
+        size_t at = off;
+        if ((rc = lb_next_entry(p, n, &off, &e, false)))
+            return rc;
+        if (skip == h.count && e.id > after_id) {
+            from = at;
+            skip = i;
+        }
+    }
+    if (off != n)
+        return CORRUPT("%zu bytes follow the logbook's last entry", n - off);
+    size_t count = h.count - skip;
+    result_block *blk = calloc(1, sizeof *blk + count * sizeof(tiga_entry));
+    if (!blk)
+        return tiga_fail(TIGA_ENOMEM, "cannot allocate a read result");
+    size_t tail_len = n - from;
+    blk->tail = malloc(tail_len ? tail_len : 1);
+    if (!blk->tail) {
+        free(blk);
+        return tiga_fail(TIGA_ENOMEM, "cannot allocate a read result");
+    }
+    if (tail_len)
+        memcpy(blk->tail, p + from, tail_len);
+    tiga_read_result *r = &blk->r;
+    r->entries = (tiga_entry *)(blk + 1);
+    off = 0;
+    for (size_t i = 0; i < count; i++) {
+        if ((rc = lb_next_entry(blk->tail, tail_len, &off, &e, true))) {
+            free(blk->tail);
+            free(blk);
+            return rc;
+        }
+        tiga_entry *t = &r->entries[i];
+        t->id = e.id;
+        t->timestamp = e.timestamp;
+        t->message = e.message;
+        t->message_len = e.message_len;
+        t->media_type = (const char *)e.media_type;
+        t->media_type_len = e.media_type_len;
+        memcpy(t->instance, e.instance, 37);
+    }
+    r->count = count;
+    r->retained = h.count;
+    r->payload_len = n;
+    r->schema_version = h.enveloped ? h.schema : -1;
+    r->last_id = h.last_id > after_id ? h.last_id : after_id;
+    int64_t span = h.last_id > after_id ? h.last_id - after_id : 0;
+    r->missed = span > (int64_t)count ? span - (int64_t)count : 0;
+    r->owner = blk;
+    *out = r;
+    return 0;
+}
+
+void tiga_read_result_free(tiga_read_result *r)
+{
+    if (!r)
+        return;
+    result_block *blk = (result_block *)r->owner;
+    free(blk->tail);
+    free(blk);
+}
+
+int tiga_logbook_decode(const uint8_t *payload, size_t len, int64_t after_id,
+                        tiga_read_result **out)
+{
+    if (!out || (len && !payload))
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    return lb_decode(payload, len, after_id, out);
+}
+
+int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *msgs, size_t n,
+                        const char *instance, int64_t now_ns, int64_t min_age_ns,
+                        uint64_t capacity, uint8_t **out, size_t *out_len)
+{
+    if (!msgs || !instance || !out || !out_len || (old_len && !old) || strlen(instance) != 36)
+        return tiga_fail(TIGA_EINVAL, "bad argument (instance must be 36 characters)");
+    if (capacity == 0 || capacity > TIGA_SIZE_MASK || old_len > capacity)
+        return tiga_fail(TIGA_EINVAL, "capacity %llu out of range for a %zu-byte logbook",
+                         (unsigned long long)capacity, old_len);
+    lb_buf b = {0};
+    int rc = lb_buf_reserve(&b, (size_t)capacity);
+    if (rc)
+        return rc;
+    if (old_len) {
+        memcpy(b.mem + b.start, old, old_len);
+        b.len = old_len;
+        if ((rc = lb_buf_validate(&b)))
+            goto done;
+    }
+    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, capacity, NULL)))
+        goto done;
+    uint8_t *res = malloc(b.len ? b.len : 1);
+    if (!res) {
+        rc = tiga_fail(TIGA_ENOMEM, "cannot allocate the result");
+        goto done;
+    }
+    memcpy(res, b.mem + b.start, b.len);
+    *out = res;
+    *out_len = b.len;
+done:
+    lb_buf_free(&b);
+    return rc;
+}
+
+void tiga_free(void *p) { free(p); }

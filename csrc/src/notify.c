@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/* Listener slots (the notify file): registration, liveness, signalling and
+ * waiting.  On Linux the slot's 'reserved' word is a shared futex word:
+ * bits 0..30 count signals, bit 31 says a listener may be asleep on it, so a
+ * writer makes the FUTEX_WAKE system call only when someone may sleep. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SLEEPER 0x80000000u
+#define COUNT_MASK 0x7fffffffu
+#define START_TOLERANCE INT64_C(20000000) /* 2 s in 100 ns ticks, see PROTOCOL-NOTES */
+
+static uint32_t marker_of(int64_t start)
+{
+    if (start == 0)
+        return 0;
+    uint64_t s = (uint64_t)start;
+    return (uint32_t)(s ^ (s >> 32));
+}
+
+static int64_t token_of(int32_t pid, int64_t start)
+{
+    if (pid <= 0)
+        pid = 1;
+    int64_t t = (int64_t)(((uint64_t)(uint32_t)pid << 32) | marker_of(start));
+    return t == 0 ? 1 : t;
+}
+
+int64_t tiga_process_start_ticks(int32_t pid) { return plat_process_start_ticks(pid); }
+
+int tiga_process_alive(int32_t pid, int64_t owner_start)
+{
+    if (!plat_pid_exists(pid))
+        return 0;
+    if (owner_start == 0)
+        return 1;
+    int64_t actual = plat_process_start_ticks(pid);
+    if (actual == 0)
+        return 1; /* cannot tell: the pid exists */
+    int64_t d = actual - owner_start;
+    return (d < 0 ? -d : d) <= START_TOLERANCE;
+}
+
+static bool slot_alive(tiga_slot *s, int64_t token)
+{
+    int32_t pid = atomic_load(&s->owner_pid);
+    int64_t start = atomic_load(&s->owner_start);
+    if (pid != 0)
+        return tiga_process_alive(pid, start) != 0;
+    /* Fields not (yet) written: decode the token. */
+    pid = (int32_t)((uint64_t)token >> 32);
+    uint32_t marker = (uint32_t)token;
+    if (!plat_pid_exists(pid))
+        return false;
+    if (marker == 0)
+        return true;
+    int64_t actual = plat_process_start_ticks(pid);
+    return actual == 0 || marker_of(actual) == marker;
+}
+
+static void clear_slot(tiga_slot *s, int64_t token)
+{
+    atomic_store(&s->owner_start, 0);
+    atomic_store(&s->owner_pid, 0);
+    int64_t t = token;
+    atomic_compare_exchange_strong(&s->token, &t, 0);
+}
+
+int tiga_notify_live(tiga_slot *slots, int32_t *live)
+{
+    int32_t n = 0;
+    for (int i = 0; i < TIGA_NOTIFY_SLOTS; i++) {
+        int64_t t = atomic_load(&slots[i].token);
+        if (t == 0)
+            continue;
+        if (slot_alive(&slots[i], t))
+            n++;
+        else
+            clear_slot(&slots[i], t);
+    }
+    *live = n;
+    return 0;
+}
+
+int tiga_notify_signal(tiga_slot *slots, int32_t *woken)
+{
+    /* Every slot with a token is signalled, without a liveness test: a wake
+     * word of a dead slot costs an increment, and the liveness test (which
+     * reads /proc) stays off the write path.  Dead slots are cleared by
+     * registration and by tiga_channel_live_listeners. */
+    int32_t n = 0;
+    for (int i = 0; i < TIGA_NOTIFY_SLOTS; i++) {
+        if (atomic_load_explicit(&slots[i].token, memory_order_relaxed) == 0)
+            continue;
+        _Atomic uint32_t *w = &slots[i].wake;
+        uint32_t old = atomic_load(w);
+        while (!atomic_compare_exchange_weak(w, &old, (old + 1) & COUNT_MASK))
+            ;
+        if (old & SLEEPER)
+            plat_wake_word(w);
+        n++;
+    }
+    if (woken)
+        *woken = n;
+    return 0;
+}
+
+int tiga_channel_signal(tiga_channel *ch, int32_t *woken)
+{
+    if (!ch)
+        return tiga_fail(TIGA_EINVAL, "NULL channel");
+    return tiga_notify_signal(ch->slots, woken);
+}
+
+int tiga_channel_live_listeners(tiga_channel *ch, int32_t *out)
+{
+    if (!ch || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    return tiga_notify_live(ch->slots, out);
+}
+
+int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms)
+{
+    if (!ch)
+        return tiga_fail(TIGA_EINVAL, "NULL channel");
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
+    int64_t pause_us = 200;
+    for (;;) {
+        int32_t live;
+        tiga_notify_live(ch->slots, &live);
+        if (live > 0)
+            return TIGA_OK;
+        int64_t left = deadline - plat_now_ns();
+        if (left <= 0)
+            return tiga_fail(TIGA_ENOTREADY, "no live listener on %s within %lld ms", ch->base,
+                             (long long)timeout_ms);
+        int64_t us = pause_us < left / 1000 ? pause_us : left / 1000;
+        plat_sleep_us(us > 0 ? us : 1);
+        if (pause_us < 20000)
+            pause_us *= 2;
+    }
+}
+
+/* ------------------------------------------------------------ listener */
+
+struct tiga_listener {
+    tiga_channel *ch;
+    int32_t slot;
+    int32_t pid;
+    int64_t start;
+    int64_t token;
+    uint32_t seen_wake;
+    uint64_t seen_version;
+    int64_t idle_ms; /* current polling slice */
+};
+
+static int take_slot(tiga_listener *l)
+{
+    tiga_slot *slots = l->ch->slots;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < TIGA_NOTIFY_SLOTS; i++) {
+            int64_t t = atomic_load(&slots[i].token);
+            if (pass == 0 && t != 0)
+                continue;
+            if (pass == 1 && (t == 0 || slot_alive(&slots[i], t)))
+                continue;
+            if (!atomic_compare_exchange_strong(&slots[i].token, &t, l->token))
+                continue;
+            atomic_store(&slots[i].owner_start, l->start);
+            atomic_store(&slots[i].owner_pid, l->pid);
+            l->slot = i;
+            l->seen_wake = atomic_load(&slots[i].wake) & COUNT_MASK;
+            return TIGA_OK;
+        }
+    }
+    return tiga_fail(TIGA_ENOSLOT, "all %d listener slots of %s_notify are held by live processes",
+                     TIGA_NOTIFY_SLOTS, l->ch->base);
+}
+
+int tiga_listener_open(const char *dir, const char *name, const tiga_channel_options *opt,
+                       tiga_listener **out)
+{
+    if (!out)
+        return tiga_fail(TIGA_EINVAL, "out is NULL");
+    tiga_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    int rc = tiga_channel_open(dir, name, opt, &l->ch);
+    if (rc) {
+        free(l);
+        return rc;
+    }
+    l->pid = plat_getpid();
+    l->start = plat_process_start_ticks(l->pid);
+    l->token = token_of(l->pid, l->start);
+    l->idle_ms = 1;
+    if ((rc = take_slot(l))) {
+        tiga_channel_close(l->ch);
+        free(l);
+        return rc;
+    }
+    l->seen_version = atomic_load(l->ch->version);
+    *out = l;
+    return TIGA_OK;
+}
+
+void tiga_listener_close(tiga_listener *l)
+{
+    if (!l)
+        return;
+    tiga_slot *s = &l->ch->slots[l->slot];
+    if (atomic_load(&s->token) == l->token && l->pid == plat_getpid()) {
+        atomic_store(&s->owner_start, 0);
+        atomic_store(&s->owner_pid, 0);
+        int64_t t = l->token;
+        atomic_compare_exchange_strong(&s->token, &t, 0);
+    }
+    tiga_channel_close(l->ch);
+    free(l);
+}
+
+int32_t tiga_listener_slot(const tiga_listener *l) { return l->slot; }
+
+tiga_channel *tiga_listener_channel(tiga_listener *l) { return l->ch; }
+
+/* Something new since the last wait?  Updates what was seen. */
+static bool news(tiga_listener *l, tiga_slot *s)
+{
+    uint64_t v = atomic_load(l->ch->version);
+    uint32_t w = atomic_load(&s->wake) & COUNT_MASK;
+    if (v == l->seen_version && w == l->seen_wake)
+        return false;
+    l->seen_version = v;
+    l->seen_wake = w;
+    l->idle_ms = 1;
+    return true;
+}
+
+int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us)
+{
+    if (!l)
+        return tiga_fail(TIGA_EINVAL, "NULL listener");
+    tiga_slot *s = &l->ch->slots[l->slot];
+    if (atomic_load(&s->token) != l->token || atomic_load(&s->owner_pid) != l->pid) {
+        /* Someone took the slot over (took us for dead, or the file was
+         * reset): register again. */
+        int rc = take_slot(l);
+        if (rc)
+            return rc;
+        s = &l->ch->slots[l->slot];
+    }
+    if (news(l, s))
+        return TIGA_OK;
+    int64_t now = plat_now_ns();
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now + timeout_ms * 1000000;
+    if (spin_us > 0) {
+        int64_t spin_end = now + spin_us * 1000;
+        if (spin_end > deadline)
+            spin_end = deadline;
+        while (plat_now_ns() < spin_end) {
+            for (int i = 0; i < 32; i++)
+                plat_cpu_relax();
+            if (news(l, s))
+                return TIGA_OK;
+        }
+    }
+    for (;;) {
+        /* Announce a sleeper, then re-check before sleeping. */
+        uint32_t w = atomic_load(&s->wake);
+        if ((w & COUNT_MASK) != l->seen_wake) {
+            news(l, s);
+            return TIGA_OK;
+        }
+        if (!(w & SLEEPER)) {
+            if (!atomic_compare_exchange_strong(&s->wake, &w, w | SLEEPER))
+                continue;
+            w |= SLEEPER;
+        }
+        if (news(l, s))
+            return TIGA_OK;
+        now = plat_now_ns();
+        if (now >= deadline)
+            return TIGA_ETIMEDOUT;
+        /* Sleep in slices so that writers that do not signal (the peers'
+         * non-Windows builds, a writer that died before signalling) are seen
+         * too; the slice grows while nothing happens. */
+        int64_t left_ms = (deadline - now + 999999) / 1000000;
+        int64_t slice = l->idle_ms < left_ms ? l->idle_ms : left_ms;
+        int rc = plat_wait_word(&s->wake, w, slice);
+        if (news(l, s))
+            return TIGA_OK;
+        if (rc == -EINTR)
+            return TIGA_EINTR;
+        if (rc == -ETIMEDOUT && l->idle_ms < 50)
+            l->idle_ms *= 2;
+    }
+}

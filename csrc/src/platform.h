@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* The only operating-system seam: everything OS-specific goes through here. */
+#ifndef TIGA_PLATFORM_H
+#define TIGA_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef pthread_mutex_t plat_mutex;
+
+int plat_mutex_init(plat_mutex *m);
+void plat_mutex_destroy(plat_mutex *m);
+void plat_mutex_lock(plat_mutex *m);
+void plat_mutex_unlock(plat_mutex *m);
+
+/* Files.  Every int result is 0 or -errno. */
+int plat_mkdirs(const char *path);
+int plat_open_rw(const char *path, int *fd);
+void plat_close(int fd);
+int plat_file_size(int fd, uint64_t *size);
+int plat_set_size(int fd, uint64_t size);
+int plat_map(int fd, size_t size, void **addr);
+void plat_unmap(void *addr, size_t size);
+/* Read/write exactly n bytes at off; a short read (file too short) gives
+ * *got < n with status 0. */
+int plat_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got);
+int plat_pwrite(int fd, const void *buf, size_t n, uint64_t off);
+int plat_datasync(int fd);
+
+/* Whole-file exclusive lock across processes, within timeout_ms.
+ * Returns 0, -ETIMEDOUT (as TIGA_ETIMEDOUT by the caller) or -errno. */
+int plat_lock_file(int fd, int64_t timeout_ms);
+void plat_unlock_file(int fd);
+
+/* Wake-ups on a 32-bit word in a shared mapping. */
+/* Wait while *addr == expected, at most timeout_ms (-1 forever).
+ * 0 woken/changed, -ETIMEDOUT, -EINTR. */
+int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms);
+void plat_wake_word(_Atomic uint32_t *addr);
+
+/* Time and processes. */
+int64_t plat_now_ns(void);            /* CLOCK_MONOTONIC */
+void plat_sleep_us(int64_t us);
+void plat_yield(void);
+static inline void plat_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+int32_t plat_getpid(void);
+int64_t plat_process_start_ticks(int32_t pid);   /* .NET UTC ticks, 0 unknown */
+int plat_pid_exists(int32_t pid);
+void plat_random(void *buf, size_t n);
+
+#endif

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/* POSIX (Linux first) implementation of platform.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#endif
+
+int plat_mutex_init(plat_mutex *m) { return -pthread_mutex_init(m, NULL); }
+void plat_mutex_destroy(plat_mutex *m) { pthread_mutex_destroy(m); }
+void plat_mutex_lock(plat_mutex *m) { pthread_mutex_lock(m); }
+void plat_mutex_unlock(plat_mutex *m) { pthread_mutex_unlock(m); }
+
+int plat_mkdirs(const char *path)
+{
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 1);
+    if (!tmp)
+        return -ENOMEM;
+    memcpy(tmp, path, n + 1);
+    int rc = 0;
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0')
+            continue;
+        char saved = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+            rc = -errno;
+            break;
+        }
+        tmp[i] = saved;
+    }
+    if (rc == 0) {
+        struct stat st;
+        if (stat(path, &st) != 0)
+            rc = -errno;
+        else if (!S_ISDIR(st.st_mode))
+            rc = -ENOTDIR;
+    }
+    free(tmp);
+    return rc;
+}
+
+int plat_open_rw(const char *path, int *fd)
+{
+    int f;
+    do {
+        f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    } while (f < 0 && errno == EINTR);
+    if (f < 0)
+        return -errno;
+    *fd = f;
+    return 0;
+}
+
+void plat_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int plat_file_size(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int plat_set_size(int fd, uint64_t size)
+{
+    int rc;
+    do {
+        rc = ftruncate(fd, (off_t)size);
+    } while (rc != 0 && errno == EINTR);
+    return rc == 0 ? 0 : -errno;
+}
+
+int plat_map(int fd, size_t size, void **addr)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *addr = p;
+    return 0;
+}
+
+void plat_unmap(void *addr, size_t size)
+{
+    if (addr)
+        munmap(addr, size);
+}
+
+int plat_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return 0;
+}
+
+int plat_pwrite(int fd, const void *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pwrite(fd, (const char *)buf + done, n - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+int plat_datasync(int fd)
+{
+#if defined(__linux__)
+    return fdatasync(fd) == 0 ? 0 : -errno;
+#else
+    return fsync(fd) == 0 ? 0 : -errno;
+#endif
+}
+
+int plat_lock_file(int fd, int64_t timeout_ms)
+{
+    /* flock has no timeout: try without blocking and back off (yield, then
+     * sleeps growing to 1 ms) until the deadline. */
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
+    int64_t pause_us = 0;
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return -errno;
+        if (plat_now_ns() >= deadline)
+            return -ETIMEDOUT;
+        if (pause_us == 0) {
+            plat_yield();
+            pause_us = 5;
+        } else {
+            plat_sleep_us(pause_us);
+            if (pause_us < 1000)
+                pause_us *= 2;
+        }
+    }
+}
+
+void plat_unlock_file(int fd) { flock(fd, LOCK_UN); }
+
+#if defined(__linux__)
+int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = (time_t)(timeout_ms / 1000);
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    /* Shared (not private) futex: the word lives in a MAP_SHARED file mapping
+     * that other processes map too. */
+    long r = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT, expected, tsp, NULL, 0);
+    if (r == 0)
+        return 0;
+    if (errno == EAGAIN)
+        return 0; /* the word had changed already */
+    if (errno == ETIMEDOUT)
+        return -ETIMEDOUT;
+    if (errno == EINTR)
+        return -EINTR;
+    return -errno;
+}
+
+void plat_wake_word(_Atomic uint32_t *addr)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+#else
+/* No futex: bounded polling of the same word. */
+int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
+    int64_t pause_us = 50;
+    while (atomic_load(addr) == expected) {
+        if (plat_now_ns() >= deadline)
+            return -ETIMEDOUT;
+        plat_sleep_us(pause_us);
+        if (pause_us < 2000)
+            pause_us *= 2;
+    }
+    return 0;
+}
+
+void plat_wake_word(_Atomic uint32_t *addr) { (void)addr; }
+#endif
+
+int64_t plat_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void plat_sleep_us(int64_t us)
+{
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+void plat_yield(void) { sched_yield(); }
+
+int32_t plat_getpid(void) { return (int32_t)getpid(); }
+
+int plat_pid_exists(int32_t pid)
+{
+    if (pid <= 0)
+        return 0;
+#if defined(__linux__)
+    /* A zombie has exited: it is not alive (the C# peer checks HasExited). */
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
+        return 0;
+    return 1;
+#else
+    return kill(pid, 0) == 0 || errno == EPERM;
+#endif
+}
+
+#define TICKS_UNIX_EPOCH INT64_C(621355968000000000) /* .NET ticks at 1970-01-01 */
+
+int64_t plat_process_start_ticks(int32_t pid)
+{
+#if defined(__linux__)
+    /* What .NET computes on Linux: boot time (btime of /proc/stat) plus the
+     * start offset (field 22 of /proc/<pid>/stat, in clock ticks). */
+    static _Atomic int64_t btime_cache = 0;
+    int64_t btime = atomic_load(&btime_cache);
+    if (btime == 0) {
+        FILE *f = fopen("/proc/stat", "re");
+        if (!f)
+            return 0;
+        char line[256];
+        while (fgets(line, sizeof line, f)) {
+            long long v;
+            if (sscanf(line, "btime %lld", &v) == 1) {
+                btime = v;
+                break;
+            }
+        }
+        fclose(f);
+        if (btime == 0)
+            return 0;
+        atomic_store(&btime_cache, btime);
+    }
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    p++;
+    /* after ')' come fields 3.. ; starttime is field 22 */
+    int field = 2;
+    unsigned long long start = 0;
+    while (*p && field < 22) {
+        while (*p == ' ')
+            p++;
+        field++;
+        if (field == 22) {
+            start = strtoull(p, NULL, 10);
+            break;
+        }
+        while (*p && *p != ' ')
+            p++;
+    }
+    if (field != 22)
+        return 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        hz = 100;
+    int64_t ticks = (int64_t)(start / (unsigned long long)hz) * 10000000 +
+                    (int64_t)(start % (unsigned long long)hz) * 10000000 / hz;
+    return TICKS_UNIX_EPOCH + btime * 10000000 + ticks;
+#else
+    (void)pid;
+    return 0;
+#endif
+}
+
+void plat_random(void *buf, size_t n)
+{
+#if defined(__linux__)
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = getrandom((char *)buf + done, n - done, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        done += (size_t)r;
+    }
+    if (done == n)
+        return;
+#endif
+    /* Fallback: mix clock and pid (only for instance ids, not secrets). */
+    uint64_t x = (uint64_t)plat_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)buf;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ((uint8_t *)buf)[i] = (uint8_t)x;
+    }
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* The protocol checksum: wyhash "final version 3" (default secret, full
+ * 64x64->128 multiply, WYHASH_CONDOM 1), written from its description. */
+#include <string.h>
+
+#include "tiga.h"
+
+static const uint64_t S0 = UINT64_C(0xa0761d6478bd642f);
+static const uint64_t S1 = UINT64_C(0xe7037ed1a0b428db);
+static const uint64_t S2 = UINT64_C(0x8ebc6af09c88c6e3);
+static const uint64_t S3 = UINT64_C(0x589965cc75374cc3);
+
+static inline uint64_t mix(uint64_t x, uint64_t y)
+{
+    __uint128_t r = (__uint128_t)x * y;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+static inline uint64_t r8(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static inline uint64_t r4(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+uint64_t tiga_wyhash(const void *key, size_t n, uint64_t seed)
+{
+    const uint8_t *p = (const uint8_t *)key;
+    uint64_t a, b;
+    seed ^= S0;
+    if (n <= 16) {
+        if (n >= 4) {
+            size_t k = (n >> 3) << 2;
+            a = (r4(p) << 32) | r4(p + k);
+            b = (r4(p + n - 4) << 32) | r4(p + n - 4 - k);
+        } else if (n > 0) {
+            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        size_t i = n;
+        if (i > 48) {
+            uint64_t seed1 = seed, seed2 = seed;
+            do {
+                seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
+                seed1 = mix(r8(p + 16) ^ S2, r8(p + 24) ^ seed1);
+                seed2 = mix(r8(p + 32) ^ S3, r8(p + 40) ^ seed2);
+                p += 48;
+                i -= 48;
+            } while (i > 48);
+            seed ^= seed1 ^ seed2;
+        }
+        while (i > 16) {
+            seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
+            i -= 16;
+            p += 16;
+        }
+        a = r8(p + i - 16);
+        b = r8(p + i - 8);
+    }
+    return mix(S1 ^ n, mix(a ^ S1, b ^ seed));
+}

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/* Channels on disk: files, write/read, concurrency, damaged files. */
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "tiga.h"
+#include "check.h"
+
+static char path[512];
+static const char *P(const char *dir, const char *name, const char *suffix)
+{
+    snprintf(path, sizeof path, "%s/tiga_%s%s", dir, name, suffix);
+    return path;
+}
+
+static long fsize(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void test_files_and_roundtrip(void)
+{
+    char *dir = temp_dir();
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(sub, "demo", NULL, &ch), TIGA_OK);
+    CHECK(fsize(P(sub, "demo", "_state")) == 16);
+    CHECK(fsize(P(sub, "demo", "_notify")) == 3072);
+    CHECK(fsize(P(sub, "demo", "_data_0")) == 1048576);
+    CHECK(fsize(P(sub, "demo", "_data_1")) == 1048576);
+    CHECK(tiga_channel_version(ch) == 0);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_OK);
+    CHECK(r && r->count == 0 && r->last_id == 0);
+    tiga_read_result_free(r);
+    tiga_message m = {(const uint8_t *)"hello", 5, "text/plain"};
+    int64_t id = 0;
+    CHECK_RC(tiga_channel_append(ch, &m, 1, &id), TIGA_OK);
+    CHECK(id == 1);
+    CHECK((tiga_channel_version(ch) & 1) == 0);
+    CHECK_RC(tiga_channel_append(ch, &m, 1, &id), TIGA_OK);
+    CHECK(id == 2 && (tiga_channel_version(ch) & 1) == 1);
+    /* a second handle sees the same */
+    tiga_channel *other = NULL;
+    CHECK_RC(tiga_channel_open(sub, "demo", NULL, &other), TIGA_OK);
+    CHECK_RC(tiga_channel_read(other, 1, &r), TIGA_OK);
+    CHECK(r->count == 1 && r->entries[0].id == 2 && r->last_id == 2);
+    CHECK(r->entries[0].message_len == 5 && memcmp(r->entries[0].message, "hello", 5) == 0);
+    tiga_read_result_free(r);
+    CHECK_RC(tiga_channel_append(other, &m, 1, &id), TIGA_OK);
+    CHECK(id == 3);
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_OK);
+    CHECK(r->count == 3 && r->entries[2].id == 3);
+    tiga_read_result_free(r);
+    tiga_channel_close(other);
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
+static void test_bad_names(void)
+{
+    const char *bad[] = {"", ".", "..", "../x", "a/b", "a\\b", "tab\there", "del\x7f"};
+    tiga_channel *ch = NULL;
+    char *dir = temp_dir();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_RC(tiga_channel_open(dir, bad[i], NULL, &ch), TIGA_EBADNAME);
+    char longname[300];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[299] = 0;
+    CHECK_RC(tiga_channel_open(dir, longname, NULL, &ch), TIGA_EBADNAME);
+    longname[243] = 0;
+    CHECK_RC(tiga_channel_open(dir, longname, NULL, &ch), TIGA_OK);
+    tiga_channel_close(ch);
+    longname[243] = 'x';
+    longname[244] = 0;
+    CHECK_RC(tiga_channel_open(dir, longname, NULL, &ch), TIGA_EBADNAME);
+    CHECK_RC(tiga_validate_name("x\0y", 3), TIGA_EBADNAME);
+    remove_dir(dir);
+}
+
+static void test_limits(void)
+{
+    char *dir = temp_dir();
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.capacity = 4096;
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, "small", &o, &ch), TIGA_OK);
+    CHECK(tiga_channel_capacity(ch) == 4096);
+    uint8_t buf[5000] = {0};
+    tiga_message m = {buf, sizeof buf, NULL};
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_ETOOBIG);
+    m.len = 3000;
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_OK);
+    uint64_t v = tiga_channel_version(ch);
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_EFULL);
+    CHECK(tiga_channel_version(ch) == v);
+    /* with min age 0 the old entry is trimmed and the write goes through */
+    CHECK_RC(tiga_channel_set_min_age(ch, 0), TIGA_OK);
+    int64_t id = 0;
+    CHECK_RC(tiga_channel_append(ch, &m, 1, &id), TIGA_OK);
+    CHECK(id == 2);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_OK);
+    CHECK(r->count == 1 && r->missed == 1 && r->last_id == 2);
+    tiga_read_result_free(r);
+    tiga_channel_close(ch);
+    /* reopening with another capacity keeps the files' */
+    o.capacity = 1 << 20;
+    CHECK_RC(tiga_channel_open(dir, "small", &o, &ch), TIGA_OK);
+    CHECK(tiga_channel_capacity(ch) == 4096);
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
+static void test_damaged(void)
+{
+    char *dir = temp_dir();
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, "d", NULL, &ch), TIGA_OK);
+    tiga_message m = {(const uint8_t *)"payload", 7, NULL};
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_OK);
+    tiga_channel_close(ch);
+    /* truncated state file: refused, left alone */
+    CHECK(truncate(P(dir, "d", "_state"), 8) == 0);
+    CHECK_RC(tiga_channel_open(dir, "d", NULL, &ch), TIGA_ETRUNCATED);
+    CHECK(fsize(P(dir, "d", "_state")) == 8);
+    CHECK(truncate(P(dir, "d", "_state"), 16) == 0);
+    /* ftruncate keeps the first 8 bytes: the version word survives */
+    CHECK_RC(tiga_channel_open(dir, "d", NULL, &ch), TIGA_OK);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_OK);
+    CHECK(r && r->count == 1);
+    tiga_read_result_free(r);
+    r = NULL;
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_OK);
+    unsigned idx = (unsigned)(tiga_channel_version(ch) & 1);
+    uint64_t v = tiga_channel_version(ch);
+    char dn[16];
+    /* the inactive data file shrunk behind our back: append refuses */
+    snprintf(dn, sizeof dn, "_data_%u", 1 - idx);
+    CHECK(truncate(P(dir, "d", dn), 10) == 0);
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_ETRUNCATED);
+    CHECK(tiga_channel_version(ch) == v);
+    CHECK(fsize(P(dir, "d", dn)) == 10);
+    CHECK(truncate(P(dir, "d", dn), 1048576) == 0);
+    /* the active one shrunk: read and append refuse, nothing changes */
+    snprintf(dn, sizeof dn, "_data_%u", idx);
+    CHECK(truncate(P(dir, "d", dn), 10) == 0);
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_ETRUNCATED);
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_ETRUNCATED);
+    CHECK(tiga_channel_version(ch) == v);
+    CHECK(fsize(P(dir, "d", dn)) == 10);
+    /* a new handle refuses to open a channel whose data files differ */
+    tiga_channel *fresh = NULL;
+    CHECK_RC(tiga_channel_open(dir, "d", NULL, &fresh), TIGA_ETRUNCATED);
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
+static void test_corrupt_word(void)
+{
+    char *dir = temp_dir();
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, "c", NULL, &ch), TIGA_OK);
+    tiga_message m = {(const uint8_t *)"payload", 7, NULL};
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_OK);
+    tiga_channel_close(ch);
+    FILE *f = fopen(P(dir, "c", "_state"), "r+b");
+    uint64_t v;
+    CHECK(fread(&v, 8, 1, f) == 1);
+    uint64_t bad = v ^ (UINT64_C(1) << 40); /* wrong checksum */
+    fseek(f, 0, SEEK_SET);
+    fwrite(&bad, 8, 1, f);
+    fclose(f);
+    CHECK_RC(tiga_channel_open(dir, "c", NULL, &ch), TIGA_OK);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_ECORRUPT);
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_ECORRUPT);
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
+typedef struct {
+    tiga_channel *ch;
+    int thread;
+} worker_arg;
+
+#define PER_THREAD 300
+static void *writer(void *p)
+{
+    worker_arg *a = p;
+    char msg[32];
+    for (int i = 0; i < PER_THREAD; i++) {
+        int n = snprintf(msg, sizeof msg, "t%d-%d", a->thread, i);
+        tiga_message m = {(const uint8_t *)msg, (size_t)n, NULL};
+        int rc = tiga_channel_append(a->ch, &m, 1, NULL);
+        if (rc)
+            fprintf(stderr, "append failed: %s %s\n", tiga_strerror(rc), tiga_last_error());
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers(void)
+{
+    /* 2 processes x 4 threads (half sharing one handle, half with their own)
+     * append; afterwards every id 1..N is present exactly once. */
+    char *dir = temp_dir();
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.capacity = 4 << 20;
+    o.min_age_ms = 600000;
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            tiga_channel *shared = NULL, *own[2] = {NULL, NULL};
+            if (tiga_channel_open(dir, "mt", &o, &shared))
+                _exit(3);
+            pthread_t th[4];
+            worker_arg args[4];
+            for (int t = 0; t < 4; t++) {
+                args[t].thread = k * 4 + t;
+                if (t < 2) {
+                    args[t].ch = shared;
+                } else {
+                    if (tiga_channel_open(dir, "mt", &o, &own[t - 2]))
+                        _exit(3);
+                    args[t].ch = own[t - 2];
+                }
+                pthread_create(&th[t], NULL, writer, &args[t]);
+            }
+            for (int t = 0; t < 4; t++)
+                pthread_join(th[t], NULL);
+            tiga_channel_close(shared);
+            tiga_channel_close(own[0]);
+            tiga_channel_close(own[1]);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int st = 0;
+        waitpid(kids[k], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, "mt", &o, &ch), TIGA_OK);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_OK);
+    if (r) {
+        int total = 8 * PER_THREAD;
+        CHECK((int)r->count == total && r->last_id == total);
+        static char seen[8][PER_THREAD];
+        memset(seen, 0, sizeof seen);
+        int ok = 1;
+        for (size_t i = 0; i < r->count; i++) {
+            if (r->entries[i].id != (int64_t)i + 1)
+                ok = 0;
+            int t, n;
+            char tmp[40] = {0};
+            memcpy(tmp, r->entries[i].message, r->entries[i].message_len < 39 ? r->entries[i].message_len : 39);
+            if (sscanf(tmp, "t%d-%d", &t, &n) == 2 && t >= 0 && t < 8 && n >= 0 && n < PER_THREAD)
+                seen[t][n]++;
+        }
+        for (int t = 0; t < 8; t++)
+            for (int n = 0; n < PER_THREAD; n++)
+                if (seen[t][n] != 1)
+                    ok = 0;
+        CHECK(ok);
+        tiga_read_result_free(r);
+    }
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
+TEST_MAIN(T(test_files_and_roundtrip), T(test_bad_names), T(test_limits), T(test_damaged),
+          T(test_corrupt_word), T(test_concurrent_writers))

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/* The logbook codec: golden payloads, forms, integer widths, garbage. */
+#include "tiga.h"
+#include "check.h"
+
+static const char *INST = "0123abcd-0000-4000-8000-00000000beef";
+
+/* [3, [[3, "0123abcd-...", 7, bin "hi", "text/plain"]]] */
+static size_t golden_plain(uint8_t *b)
+{
+    size_t n = 0;
+    b[n++] = 0x92;
+    b[n++] = 0x03;
+    b[n++] = 0x91;
+    b[n++] = 0x95;
+    b[n++] = 0xcd; b[n++] = 0x00; b[n++] = 0x03;          /* id 3 as uint16 */
+    b[n++] = 0xd9; b[n++] = 36;
+    memcpy(b + n, "0123ABCD-0000-4000-8000-00000000BEEF", 36); n += 36;
+    b[n++] = 0xd3; memset(b + n, 0, 7); b[n + 7] = 7; n += 8; /* timestamp 7 as int64 */
+    b[n++] = 0xc4; b[n++] = 2; b[n++] = 'h'; b[n++] = 'i';
+    b[n++] = 0xaa; memcpy(b + n, "text/plain", 10); n += 10;
+    return n;
+}
+
+static void test_decode_plain(void)
+{
+    uint8_t b[128];
+    size_t n = golden_plain(b);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_logbook_decode(b, n, 0, &r), TIGA_OK);
+    if (!r)
+        return;
+    CHECK(r->last_id == 3);
+    CHECK(r->count == 1);
+    CHECK(r->schema_version == -1);
+    CHECK(r->missed == 2);
+    CHECK(r->entries[0].id == 3);
+    CHECK(r->entries[0].timestamp == 7);
+    CHECK(r->entries[0].message_len == 2 && memcmp(r->entries[0].message, "hi", 2) == 0);
+    CHECK(r->entries[0].media_type_len == 10);
+    CHECK(strcmp(r->entries[0].instance, "0123abcd-0000-4000-8000-00000000beef") == 0);
+    tiga_read_result_free(r);
+    CHECK_RC(tiga_logbook_decode(b, n, 3, &r), TIGA_OK);
+    CHECK(r->count == 0 && r->last_id == 3 && r->missed == 0);
+    tiga_read_result_free(r);
+}
+
+static void test_append_roundtrip(void)
+{
+    tiga_message m[3] = {{(const uint8_t *)"one", 3, NULL},
+                         {(const uint8_t *)"two", 3, "application/x-msgpack"},
+                         {NULL, 0, ""}};
+    uint8_t *p = NULL;
+    size_t n = 0;
+    CHECK_RC(tiga_logbook_append(NULL, 0, m, 3, INST, 1000, 0, 1 << 20, &p, &n), TIGA_OK);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_logbook_decode(p, n, 0, &r), TIGA_OK);
+    CHECK(r->count == 3 && r->last_id == 3);
+    CHECK(r->entries[0].media_type == NULL);
+    CHECK(r->entries[1].media_type_len == 21);
+    CHECK(r->entries[2].message_len == 0 && r->entries[2].media_type_len == 0 &&
+          r->entries[2].media_type != NULL);
+    tiga_read_result_free(r);
+    /* trimming: everything older than now - min_age goes */
+    uint8_t *q = NULL;
+    size_t qn = 0;
+    CHECK_RC(tiga_logbook_append(p, n, m, 1, INST, 5000, 1000, 1 << 20, &q, &qn), TIGA_OK);
+    CHECK_RC(tiga_logbook_decode(q, qn, 0, &r), TIGA_OK);
+    CHECK(r->count == 1 && r->last_id == 4 && r->entries[0].id == 4 && r->missed == 3);
+    tiga_read_result_free(r);
+    tiga_free(q);
+    /* young entries are kept */
+    CHECK_RC(tiga_logbook_append(p, n, m, 1, INST, 1500, 1000, 1 << 20, &q, &qn), TIGA_OK);
+    CHECK_RC(tiga_logbook_decode(q, qn, 0, &r), TIGA_OK);
+    CHECK(r->count == 4 && r->last_id == 4);
+    tiga_read_result_free(r);
+    tiga_free(q);
+    tiga_free(p);
+}
+
+static void test_two_entry_plain_is_plain(void)
+{
+    tiga_message m[2] = {{(const uint8_t *)"a", 1, NULL}, {(const uint8_t *)"b", 1, NULL}};
+    uint8_t *p = NULL;
+    size_t n = 0;
+    CHECK_RC(tiga_logbook_append(NULL, 0, m, 2, INST, 1, 0, 4096, &p, &n), TIGA_OK);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_logbook_decode(p, n, 0, &r), TIGA_OK);
+    CHECK(r->schema_version == -1 && r->count == 2);
+    tiga_read_result_free(r);
+    tiga_free(p);
+}
+
+static void test_enveloped_kept(void)
+{
+    /* [2, [0, []]] : schema 2, empty */
+    const uint8_t env[] = {0x92, 0x02, 0x92, 0x00, 0x90};
+    tiga_message m = {(const uint8_t *)"x", 1, NULL};
+    uint8_t *p = NULL;
+    size_t n = 0;
+    CHECK_RC(tiga_logbook_append(env, sizeof env, &m, 1, INST, 1, 0, 4096, &p, &n), TIGA_OK);
+    CHECK(n > 5 && p[0] == 0x92 && p[1] == 0x02 && p[2] == 0x92 && p[3] == 0x01);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_logbook_decode(p, n, 0, &r), TIGA_OK);
+    CHECK(r->schema_version == 2 && r->count == 1 && r->last_id == 1);
+    tiga_read_result_free(r);
+    tiga_free(p);
+}
+
+static void test_limits(void)
+{
+    uint8_t big[200];
+    memset(big, 'x', sizeof big);
+    tiga_message m = {big, sizeof big, NULL};
+    uint8_t *p = NULL, *q = NULL;
+    size_t n = 0, qn = 0;
+    CHECK_RC(tiga_logbook_append(NULL, 0, &m, 1, INST, 1, 0, 128, &p, &n), TIGA_ETOOBIG);
+    m.len = 100;
+    CHECK_RC(tiga_logbook_append(NULL, 0, &m, 1, INST, 1, 0, 256, &p, &n), TIGA_OK);
+    CHECK_RC(tiga_logbook_append(p, n, &m, 1, INST, 1, 1000, 256, &q, &qn), TIGA_EFULL);
+    tiga_free(p);
+}
+
+static void test_garbage(void)
+{
+    /* every prefix of a valid payload, and every single-byte change, must be
+     * an error or a clean decode, never a crash (ASan watches) */
+    uint8_t b[128];
+    size_t n = golden_plain(b);
+    tiga_read_result *r;
+    for (size_t k = 0; k < n; k++) {
+        r = NULL;
+        int rc = tiga_logbook_decode(b, k, 0, &r);
+        CHECK(k == 0 ? rc == TIGA_OK : rc == TIGA_ECORRUPT);
+        tiga_read_result_free(r);
+    }
+    for (size_t k = 0; k < n; k++) {
+        for (int v = 0; v < 256; v += 7) {
+            uint8_t c[128];
+            memcpy(c, b, n);
+            c[k] = (uint8_t)v;
+            r = NULL;
+            int rc = tiga_logbook_decode(c, n, 0, &r);
+            CHECK(rc == TIGA_OK || rc == TIGA_ECORRUPT);
+            tiga_read_result_free(r);
+        }
+    }
+    /* a huge claimed count */
+    const uint8_t huge[] = {0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff};
+    CHECK_RC(tiga_logbook_decode(huge, sizeof huge, 0, &r), TIGA_ECORRUPT);
+    /* trailing bytes */
+    const uint8_t trail[] = {0x92, 0x00, 0x90, 0x00};
+    CHECK_RC(tiga_logbook_decode(trail, sizeof trail, 0, &r), TIGA_ECORRUPT);
+}
+
+static void test_instance_forms(void)
+{
+    /* bin16 in .NET order and fixext16 both decode to the same text */
+    uint8_t b[64];
+    const uint8_t g[16] = {0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66,
+                           0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+    for (int form = 0; form < 2; form++) {
+        size_t n = 0;
+        b[n++] = 0x92; b[n++] = 0x01; b[n++] = 0x91; b[n++] = 0x94; b[n++] = 0x01;
+        if (form == 0) {
+            b[n++] = 0xc4; b[n++] = 16;
+        } else {
+            b[n++] = 0xd8; b[n++] = 0x05;
+        }
+        memcpy(b + n, g, 16); n += 16;
+        b[n++] = 0x00;
+        b[n++] = 0xc4; b[n++] = 0;
+        tiga_read_result *r = NULL;
+        CHECK_RC(tiga_logbook_decode(b, n, 0, &r), TIGA_OK);
+        if (r) {
+            CHECK(strcmp(r->entries[0].instance, "00112233-4455-6677-8899-aabbccddeeff") == 0);
+            CHECK(r->entries[0].media_type == NULL);
+            tiga_read_result_free(r);
+        }
+    }
+}
+
+TEST_MAIN(T(test_decode_plain), T(test_append_roundtrip), T(test_two_entry_plain_is_plain),
+          T(test_enveloped_kept), T(test_limits), T(test_garbage), T(test_instance_forms))
