@@ -132,7 +132,7 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
     tiga_channel *ch = calloc(1, sizeof *ch);
     if (!ch)
         return tiga_fail(TIGA_ENOMEM, "out of memory");
-    ch->fd_state = ch->fd_notify = ch->fd_data[0] = ch->fd_data[1] = -1;
+    ch->fd_state = ch->fd_notify = ch->fd_data[0] = ch->fd_data[1] = ch->fd_lock = -1;
     ch->opt = o;
     size_t dl = strlen(dir), nl = strlen(name);
     ch->base = malloc(dl + nl + 7);
@@ -196,6 +196,7 @@ void tiga_channel_close(tiga_channel *ch)
     plat_unmap((void *)ch->version, TIGA_STATE_SIZE);
     plat_unmap(ch->slots, TIGA_NOTIFY_SIZE);
     plat_close(ch->fd_state);
+    plat_close(ch->fd_lock);
     plat_close(ch->fd_notify);
     plat_close(ch->fd_data[0]);
     plat_close(ch->fd_data[1]);
@@ -419,7 +420,25 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
         if (msgs[i].len && !msgs[i].data)
             return tiga_fail(TIGA_EINVAL, "message %zu has NULL data", i);
     plat_mutex_lock(&ch->lock);
-    int rc = plat_lock_file(ch->fd_state, ch->opt.lock_timeout_ms);
+    int rc = 0;
+    int32_t me = plat_getpid();
+    if (ch->fd_lock < 0 || ch->lock_pid != me) {
+        /* flock belongs to the open file description, which a forked child
+         * shares with its parent: each process locks through its own. */
+        char *path = path_of(ch->base, SUFFIX[0]);
+        int fd = -1;
+        rc = path ? plat_open_rw(path, &fd) : TIGA_ENOMEM;
+        free(path);
+        if (rc) {
+            plat_mutex_unlock(&ch->lock);
+            return tiga_fail(rc, "cannot open %s_state for locking: %s", ch->base,
+                             tiga_strerror(rc));
+        }
+        plat_close(ch->fd_lock); /* a child closes only its copy */
+        ch->fd_lock = fd;
+        ch->lock_pid = me;
+    }
+    rc = plat_lock_file(ch->fd_lock, ch->opt.lock_timeout_ms);
     if (rc) {
         plat_mutex_unlock(&ch->lock);
         if (rc == -ETIMEDOUT)
@@ -471,7 +490,7 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
     if (first_id)
         *first_id = fid;
 out:
-    plat_unlock_file(ch->fd_state);
+    plat_unlock_file(ch->fd_lock);
     plat_mutex_unlock(&ch->lock);
     if (rc == 0)
         tiga_notify_signal(ch->slots, NULL);

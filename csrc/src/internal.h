@@ -108,6 +108,8 @@ int tiga_notify_live(tiga_slot *slots, int32_t *live);
 struct tiga_channel {
     char *base;                  /* "<dir>/tiga_<name>" */
     int fd_state, fd_notify, fd_data[2];
+    int fd_lock;                 /* the state file opened again, for flock */
+    int32_t lock_pid;            /* the process fd_lock was opened in */
     _Atomic uint64_t *version;   /* mapped state file */
     _Atomic int32_t *readers;    /* [2] */
     tiga_slot *slots;            /* mapped notify file */

@@ -1,0 +1,81 @@
+"""tiga_cffi: the Tiga memory-mapped IPC protocol for Python.
+
+Channels are memory-mapped files in a shared directory; this package reads and
+writes them byte-compatibly with the C# and Node.js peers.
+"""
+
+from ._errors import (
+    ChannelClosed,
+    ChannelCorrupt,
+    ChannelFull,
+    ChannelTruncated,
+    InvalidArgument,
+    InvalidName,
+    InvalidType,
+    MessageTooLarge,
+    NoListenerSlot,
+    RemoteError,
+    ServerNotReady,
+    TigaError,
+    TigaOSError,
+    Timeout,
+)
+from .channel import (
+    DEFAULT_CAPACITY,
+    Channel,
+    ChannelInfo,
+    Entry,
+    ReadResult,
+    WriteResult,
+    clear_cache,
+    tiga_read,
+    tiga_write,
+    validate_name,
+)
+
+__version__ = "0.1.0"
+
+
+def initialized() -> bool:
+    """True once the native extension is loaded (it is whenever this module imports)."""
+    from ._tiga import lib
+
+    return lib.tiga_wyhash(b"", 0, 0) == 0x42BC986DC5EEC4D3
+
+
+def wyhash(data: bytes, seed: int = 0) -> int:
+    """The protocol's checksum function (wyhash final3), full 64 bits."""
+    from ._tiga import ffi, lib
+
+    buf = ffi.from_buffer(data)
+    return lib.tiga_wyhash(buf, len(buf), seed)
+
+
+__all__ = [
+    "Channel",
+    "ChannelClosed",
+    "ChannelCorrupt",
+    "ChannelFull",
+    "ChannelInfo",
+    "ChannelTruncated",
+    "DEFAULT_CAPACITY",
+    "Entry",
+    "InvalidArgument",
+    "InvalidName",
+    "InvalidType",
+    "MessageTooLarge",
+    "NoListenerSlot",
+    "ReadResult",
+    "RemoteError",
+    "ServerNotReady",
+    "TigaError",
+    "TigaOSError",
+    "Timeout",
+    "WriteResult",
+    "clear_cache",
+    "initialized",
+    "tiga_read",
+    "tiga_write",
+    "validate_name",
+    "wyhash",
+]

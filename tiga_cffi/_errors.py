@@ -1,0 +1,108 @@
+"""One place where C status codes become exceptions."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, NoReturn, Optional, Type
+
+from ._tiga import ffi, lib
+
+
+class TigaError(Exception):
+    """Base of every tiga_cffi error.
+
+    ``code`` is the C status (0 for errors raised by the Python layer itself) and
+    ``detail`` the library's explanation of what it found (file, field, expectation).
+    """
+
+    def __init__(self, message: str, code: int = 0, detail: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.detail = detail
+
+
+class Timeout(TigaError, TimeoutError):
+    """A deadline passed (lock, invoke, wait). ``except TimeoutError`` works too."""
+
+
+class InvalidName(TigaError, ValueError):
+    """A channel name or client id that the protocol rules out."""
+
+
+class InvalidArgument(TigaError, ValueError):
+    """An argument with a value out of range."""
+
+
+class InvalidType(TigaError, TypeError):
+    """A message, media type, name or directory of the wrong Python type."""
+
+
+class ChannelCorrupt(TigaError):
+    """The channel's bytes fail the checksum or are not a valid logbook."""
+
+
+class ChannelTruncated(ChannelCorrupt):
+    """A channel file is shorter than the protocol needs (truncated by someone)."""
+
+
+class ChannelFull(TigaError):
+    """The new entry does not fit beside the entries still retained."""
+
+
+class MessageTooLarge(TigaError, ValueError):
+    """The entry can never fit in the channel's capacity."""
+
+
+class NoListenerSlot(TigaError):
+    """All 128 listener slots of a channel are held by live processes."""
+
+
+class ServerNotReady(TigaError):
+    """No server (live listener on the request channel) appeared within the timeout."""
+
+
+class RemoteError(TigaError):
+    """The server answered with code -1; ``str(error)`` is the server's message."""
+
+
+class ChannelClosed(TigaError, ValueError):
+    """The object was used after close()."""
+
+
+class TigaOSError(TigaError, OSError):
+    """An operating-system failure on a channel file; ``errno`` and ``filename`` are set."""
+
+    def __init__(self, errno: int, detail: str, filename: Optional[str] = None) -> None:
+        OSError.__init__(self, errno, detail or os.strerror(errno), filename)
+        self.code = -errno
+        self.detail = detail
+
+
+_BY_CODE: Dict[int, Type[TigaError]] = {
+    lib.TIGA_ETIMEDOUT: Timeout,
+    lib.TIGA_EBADNAME: InvalidName,
+    lib.TIGA_ECORRUPT: ChannelCorrupt,
+    lib.TIGA_EFULL: ChannelFull,
+    lib.TIGA_ETOOBIG: MessageTooLarge,
+    lib.TIGA_ETRUNCATED: ChannelTruncated,
+    lib.TIGA_EINVAL: InvalidArgument,
+    lib.TIGA_ENOSLOT: NoListenerSlot,
+    lib.TIGA_ENOTREADY: ServerNotReady,
+}
+
+
+def raise_for(rc: int, filename: Optional[str] = None) -> NoReturn:
+    detail = ffi.string(lib.tiga_last_error()).decode("utf-8", "replace")
+    if -4000 < rc < 0:
+        raise TigaOSError(-rc, detail, filename)
+    text = ffi.string(lib.tiga_strerror(rc)).decode()
+    if rc == lib.TIGA_ENOMEM:
+        raise MemoryError(detail or text)
+    cls = _BY_CODE.get(rc, TigaError)
+    raise cls(f"{text}: {detail}" if detail else text, rc, detail)
+
+
+def check(rc: int, filename: Optional[str] = None) -> None:
+    """Raise the exception for a C status; do nothing for TIGA_OK."""
+    if rc != 0:
+        raise_for(rc, filename)

@@ -1,0 +1,51 @@
+"""Ownership of one C handle shared by several threads: close() waits for no one,
+it only makes sure the handle is freed once the last call using it returns."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from ._errors import ChannelClosed
+from ._tiga import ffi
+
+
+class OwnedHandle:
+    __slots__ = ("_h", "_guard", "_users", "_closing", "_what")
+
+    def __init__(self, raw: Any, destructor: Callable[[Any], None], what: str) -> None:
+        self._h = ffi.gc(raw, destructor)
+        self._guard = threading.Lock()
+        self._users = 0
+        self._closing = False
+        self._what = what
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def acquire(self) -> Any:
+        with self._guard:
+            if self._closing:
+                raise ChannelClosed(f"{self._what} is closed")
+            self._users += 1
+            return self._h
+
+    def release(self) -> None:
+        with self._guard:
+            self._users -= 1
+            if self._closing and self._users == 0:
+                self._free()
+
+    def close(self) -> None:
+        with self._guard:
+            if self._closing:
+                return
+            self._closing = True
+            if self._users == 0:
+                self._free()
+
+    def _free(self) -> None:
+        h, self._h = self._h, None
+        if h is not None:
+            ffi.release(h)

@@ -1,0 +1,420 @@
+"""Channels: Channel, tiga_write, tiga_read and the bounded handle cache."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Iterable, List, NamedTuple, Optional, Tuple, Union
+
+from . import protocol
+from ._errors import InvalidArgument, InvalidName, InvalidType, check
+from ._handle import OwnedHandle
+from ._tiga import ffi, lib
+
+PathLike = Union[str, "os.PathLike[str]"]
+Message = Union[str, bytes, bytearray, memoryview]
+
+DEFAULT_CAPACITY = lib.TIGA_DEFAULT_CAPACITY
+
+
+class Entry(NamedTuple):
+    """One logbook entry."""
+
+    id: int
+    message: bytes
+    media_type: Optional[str]
+    instance: str
+    timestamp: int
+
+    def envelope(self) -> protocol.Envelope:
+        """The entry's message decoded as a publish/invoke/response envelope."""
+        return protocol.decode_envelope(self.message, self.media_type)
+
+    @property
+    def text(self) -> str:
+        """The text of a publish envelope (what ``tiga_write(name, "text")`` wrote),
+        else the message decoded as UTF-8."""
+        if protocol.is_envelope_media(self.media_type):
+            env = self.envelope()
+            if isinstance(env, protocol.Publish):
+                return env.data if isinstance(env.data, str) else str(env.data)
+        return self.message.decode("utf-8", "replace")
+
+
+class ReadResult(NamedTuple):
+    """What a read returns: the entries after the asked-for id, the logbook's last id,
+    and how many ids after the asked-for id were trimmed before this read saw them."""
+
+    last_id: int
+    entries: List[Entry]
+    missed: int
+
+    def __str__(self) -> str:
+        return f"last_id={self.last_id} entries={len(self.entries)} missed={self.missed}"
+
+
+class WriteResult(NamedTuple):
+    """What a write returns: the id the entry was given."""
+
+    id: int
+
+    def __str__(self) -> str:
+        return f"ok id={self.id}"
+
+
+class ChannelInfo(NamedTuple):
+    name: str
+    version: int
+    capacity: int
+    payload_len: int
+    last_id: int
+    retained: int
+    first_id: int
+    schema_version: Optional[int]
+    live_listeners: int
+
+
+def fs_directory(ipc_directory: Any) -> str:
+    """The directory as an absolute path (the C# peer makes it absolute too)."""
+    if isinstance(ipc_directory, bytes) or not isinstance(ipc_directory, (str, os.PathLike)):
+        raise InvalidType(f"ipc_directory must be str or os.PathLike, not {type(ipc_directory).__name__}")
+    d = os.fspath(ipc_directory)
+    if not isinstance(d, str) or not d.strip():
+        raise InvalidArgument("ipc_directory is required (an existing or creatable directory)")
+    if "\0" in d:
+        raise InvalidArgument("ipc_directory contains a NUL character")
+    return os.path.abspath(d.strip())
+
+
+def name_bytes(name: Any, what: str = "channel name") -> bytes:
+    if not isinstance(name, str):
+        raise InvalidType(f"{what} must be str, not {type(name).__name__}")
+    try:
+        b = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName(f"{what} {name!r} is not valid Unicode") from None
+    check(lib.tiga_validate_name(b, len(b)))
+    return b
+
+
+def validate_name(name: Any, what: str = "channel name") -> str:
+    """Check a channel name or client id against the protocol's rules; return it."""
+    name_bytes(name, what)
+    return name
+
+
+def encode_message(message: Any, media_type: Optional[str]) -> Tuple[Any, Optional[str]]:
+    """The bytes and media type a message is written as (PROTOCOL section 4): a str
+    with no media type becomes a publish envelope; bytes-like are written as they are."""
+    if media_type is not None and not isinstance(media_type, str):
+        raise InvalidType(f"media_type must be str or None, not {type(media_type).__name__}")
+    if media_type is not None and "\0" in media_type:
+        raise InvalidArgument("media_type contains a NUL character")
+    if isinstance(message, str):
+        if media_type is None:
+            return protocol.encode_publish(message), protocol.MEDIA_MSGPACK
+        return message.encode("utf-8"), media_type
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return message, media_type
+    raise InvalidType(
+        f"message must be str or a bytes-like object, not {type(message).__name__}"
+    )
+
+
+def _seconds_to_ms(value: Optional[float], what: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidType(f"{what} must be a number of seconds")
+    if value < 0:
+        raise InvalidArgument(f"{what} must not be negative")
+    return int(round(value * 1000))
+
+
+def make_options(
+    capacity: Optional[int] = None,
+    min_age: Optional[float] = None,
+    reader_grace: Optional[float] = None,
+    lock_timeout: Optional[float] = None,
+    flush: bool = False,
+    create_dir: bool = True,
+) -> Any:
+    opt = ffi.new("tiga_channel_options *")
+    lib.tiga_channel_options_init(opt)
+    if capacity is not None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise InvalidType("capacity must be an int (bytes)")
+        if capacity < 64 or capacity >= 1 << 39:
+            raise InvalidArgument("capacity must be between 64 bytes and 2**39-1")
+        opt.capacity = capacity
+    opt.min_age_ms = _seconds_to_ms(min_age, "min_age", opt.min_age_ms)
+    opt.reader_grace_ms = _seconds_to_ms(reader_grace, "reader_grace", opt.reader_grace_ms)
+    opt.lock_timeout_ms = _seconds_to_ms(lock_timeout, "lock_timeout", opt.lock_timeout_ms)
+    opt.flush = 1 if flush else 0
+    opt.create_dir = 1 if create_dir else 0
+    return opt
+
+
+def _entries_of(res: Any) -> List[Entry]:
+    out = []
+    buf = ffi.buffer
+    for i in range(res.count):
+        e = res.entries[i]
+        mt = e.media_type
+        out.append(
+            Entry(
+                e.id,
+                buf(e.message, e.message_len)[:],
+                None if mt == ffi.NULL else ffi.unpack(mt, e.media_type_len).decode("utf-8", "replace"),
+                ffi.string(e.instance).decode("ascii"),
+                e.timestamp,
+            )
+        )
+    return out
+
+
+class Channel:
+    """One channel ``(ipc_directory, name)``, opened once and used many times.
+
+    Thread-safe; use as a context manager or call close(). The files are created
+    when missing (data files at ``capacity`` bytes, 1 MiB by default); an existing
+    channel keeps the capacity of its files.
+
+    min_age (seconds, default 1.0): entries younger than this are never trimmed.
+    reader_grace: how long a write waits for a reader to leave a buffer.
+    lock_timeout: how long a write waits for other writers.
+    flush: fdatasync each write (the peers' msync; not needed for IPC).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        ipc_directory: PathLike,
+        capacity: Optional[int] = None,
+        min_age: Optional[float] = None,
+        reader_grace: Optional[float] = None,
+        lock_timeout: Optional[float] = None,
+        flush: bool = False,
+        create_dir: bool = True,
+    ) -> None:
+        nb = name_bytes(name)
+        self.name = name
+        self.ipc_directory = fs_directory(ipc_directory)
+        opt = make_options(capacity, min_age, reader_grace, lock_timeout, flush, create_dir)
+        out = ffi.new("tiga_channel **")
+        check(lib.tiga_channel_open(self.ipc_directory.encode(), nb, opt, out))
+        self._handle = OwnedHandle(out[0], lib.tiga_channel_close, f"channel {name!r}")
+        self.capacity: int = lib.tiga_channel_capacity(out[0])
+
+    # -- lifetime
+    def close(self) -> None:
+        """Close the files (deferred until calls running in other threads return)."""
+        self._handle.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle.closed
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"capacity={self.capacity}"
+        return f"<Channel {self.name!r} in {self.ipc_directory!r} {state}>"
+
+    # -- writing
+    def write(self, message: Message, *, media_type: Optional[str] = None) -> WriteResult:
+        """Append one message; returns its id.
+
+        A str without media type is written as a publish envelope (what the peers'
+        write does with text); bytes-like are stored as they are with ``media_type``.
+        Raises MessageTooLarge, ChannelFull, Timeout (lock), ChannelCorrupt.
+        """
+        data, mt = encode_message(message, media_type)
+        msg = ffi.new("tiga_message *")
+        buf = ffi.from_buffer(data)
+        msg.data = buf
+        msg.len = len(buf)
+        mtb = ffi.new("char[]", mt.encode("utf-8")) if mt is not None else ffi.NULL
+        msg.media_type = mtb
+        first = ffi.new("int64_t *")
+        h = self._handle.acquire()
+        try:
+            check(lib.tiga_channel_append(h, msg, 1, first))
+        finally:
+            self._handle.release()
+        return WriteResult(first[0])
+
+    def write_many(
+        self, messages: Iterable[Message], *, media_type: Optional[str] = None
+    ) -> List[int]:
+        """Append several messages as consecutive entries in one version (one copy,
+        one checksum, one wake-up). Returns their ids. All or nothing."""
+        encoded = [encode_message(m, media_type) for m in messages]
+        if not encoded:
+            return []
+        n = len(encoded)
+        msgs = ffi.new("tiga_message[]", n)
+        keep = []
+        for i, (data, mt) in enumerate(encoded):
+            buf = ffi.from_buffer(data)
+            msgs[i].data = buf
+            msgs[i].len = len(buf)
+            if mt is not None:
+                mtb = ffi.new("char[]", mt.encode("utf-8"))
+                msgs[i].media_type = mtb
+                keep.append(mtb)
+            keep.append(buf)
+        first = ffi.new("int64_t *")
+        h = self._handle.acquire()
+        try:
+            check(lib.tiga_channel_append(h, msgs, n, first))
+        finally:
+            self._handle.release()
+        return list(range(first[0], first[0] + n))
+
+    # -- reading
+    def read(self, last_id: int = 0) -> ReadResult:
+        """The entries with id > last_id (verified: never bytes that failed the
+        checksum), the logbook's last id, and how many ids were missed."""
+        if isinstance(last_id, bool) or not isinstance(last_id, int):
+            raise InvalidType("last_id must be an int")
+        if last_id < 0 or last_id >= 1 << 63:
+            raise InvalidArgument("last_id must be between 0 and 2**63-1")
+        out = ffi.new("tiga_read_result **")
+        h = self._handle.acquire()
+        try:
+            check(lib.tiga_channel_read(h, last_id, out))
+        finally:
+            self._handle.release()
+        res = out[0]
+        try:
+            return ReadResult(res.last_id, _entries_of(res), res.missed)
+        finally:
+            lib.tiga_read_result_free(res)
+
+    @property
+    def version(self) -> int:
+        """The state word (changes with every write; 0 = nothing written)."""
+        h = self._handle.acquire()
+        try:
+            return lib.tiga_channel_version(h)
+        finally:
+            self._handle.release()
+
+    def set_min_age(self, seconds: float) -> None:
+        ms = _seconds_to_ms(seconds, "min_age", 0)
+        h = self._handle.acquire()
+        try:
+            check(lib.tiga_channel_set_min_age(h, ms))
+        finally:
+            self._handle.release()
+
+    def info(self) -> ChannelInfo:
+        info = ffi.new("tiga_channel_info *")
+        live = ffi.new("int32_t *")
+        h = self._handle.acquire()
+        try:
+            check(lib.tiga_channel_info_get(h, info))
+            check(lib.tiga_channel_live_listeners(h, live))
+        finally:
+            self._handle.release()
+        return ChannelInfo(
+            self.name,
+            info.version,
+            info.capacity,
+            info.payload_len,
+            info.last_id,
+            info.retained,
+            info.first_id,
+            None if info.schema_version < 0 else info.schema_version,
+            live[0],
+        )
+
+    def live_listeners(self) -> int:
+        """How many live processes listen on this channel (dead owners' slots are freed)."""
+        live = ffi.new("int32_t *")
+        h = self._handle.acquire()
+        try:
+            check(lib.tiga_channel_live_listeners(h, live))
+        finally:
+            self._handle.release()
+        return live[0]
+
+    def signal(self) -> int:
+        """Wake every listener of the channel; returns how many slots were signalled."""
+        woken = ffi.new("int32_t *")
+        h = self._handle.acquire()
+        try:
+            check(lib.tiga_channel_signal(h, woken))
+        finally:
+            self._handle.release()
+        return woken[0]
+
+    def _raw(self) -> OwnedHandle:
+        return self._handle
+
+
+# -- the module functions reuse open channels
+
+_CACHE_SIZE = 64
+_cache: OrderedDict[Tuple[str, str], Channel] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def cached_channel(name: str, ipc_directory: PathLike) -> Channel:
+    """An open Channel from a bounded LRU cache (evicted ones close when unused)."""
+    key = (fs_directory(ipc_directory), validate_name(name))
+    with _cache_lock:
+        ch = _cache.get(key)
+        if ch is not None and not ch.closed:
+            _cache.move_to_end(key)
+            return ch
+    ch = Channel(name, ipc_directory=key[0])
+    with _cache_lock:
+        other = _cache.get(key)
+        if other is not None and not other.closed:
+            ch.close()
+            return other
+        _cache[key] = ch
+        while len(_cache) > _CACHE_SIZE:
+            _, old = _cache.popitem(last=False)
+            old.close()
+    return ch
+
+
+def clear_cache() -> None:
+    """Close every cached channel (they reopen on next use)."""
+    with _cache_lock:
+        items = list(_cache.values())
+        _cache.clear()
+    for ch in items:
+        ch.close()
+
+
+def _forget_after_fork() -> None:
+    # The child gets its own handles: no sharing of descriptors with the parent.
+    global _cache_lock
+    _cache_lock = threading.Lock()
+    _cache.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def tiga_write(
+    name: str, message: Message, *, ipc_directory: PathLike, media_type: Optional[str] = None
+) -> WriteResult:
+    """Append ``message`` to channel ``name`` (created if missing); returns its id."""
+    return cached_channel(name, ipc_directory).write(message, media_type=media_type)
+
+
+def tiga_read(name: str, *, ipc_directory: PathLike, last_id: int = 0) -> ReadResult:
+    """The entries of channel ``name`` after ``last_id`` (created if missing)."""
+    return cached_channel(name, ipc_directory).read(last_id)
