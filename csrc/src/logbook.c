@@ -301,21 +301,10 @@ int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool ful
         return CORRUPT("entry at byte %zu has %u elements, expected 4 or 5", e->start, len);
     if ((rc = rd_int(&r, &e->id, "an entry id")))
         return rc;
-    if (full) {
-        if ((rc = rd_instance(&r, e->instance)))
-            return rc;
-    } else {
-        /* still checked for shape, not converted */
-        const uint8_t *s;
-        size_t sn;
-        uint8_t t = need(&r, 1) ? r.p[r.off] : 0;
-        if (t == 0xd8 || t == 0xc7) {
-            if ((rc = rd_instance(&r, e->instance)))
-                return rc;
-        } else if ((rc = rd_bytes(&r, '*', &s, &sn, "the instance id"))) {
-            return rc;
-        }
-    }
+    /* The instance is checked in every pass: an entry the decoder would refuse
+     * later must not pass validation now. */
+    if ((rc = rd_instance(&r, e->instance)))
+        return rc;
     if ((rc = rd_int(&r, &e->timestamp, "a timestamp")))
         return rc;
     if ((rc = rd_bytes(&r, '*', &e->message, &e->message_len, "a message")))
