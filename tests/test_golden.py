@@ -131,7 +131,7 @@ def test_what_we_write_has_the_protocol_shape(ipc_dir, chan):
     raw = msgpack.unpackb(chan_payload(ipc_dir, "golden"), raw=False)
     last_id, entries = raw
     assert last_id == 3 and len(entries) == 3
-    for n, (eid, inst, ts, msg, media) in enumerate(entries, 1):
+    for n, (eid, inst, ts, msg, _media) in enumerate(entries, 1):
         assert eid == n
         assert isinstance(inst, str) and len(inst) == 36 and inst == str(uuid.UUID(inst))
         assert isinstance(ts, int) and ts > 0
@@ -174,3 +174,28 @@ def test_old_entries_are_trimmed_on_write(ipc_dir, chan):
     assert raw[0] == 3 and [e[0] for e in raw[1]] == [2, 3]
     r = chan.read()
     assert r.missed == 1 and [e.id for e in r.entries] == [2, 3]
+
+
+def test_delta_writes_give_the_same_bytes_as_full_ones(ipc_dir):
+    """Appends that write only the changed parts of a buffer leave exactly the
+    payload a full re-encoding would give, whichever handle writes, with trims."""
+    a = tiga_cffi.Channel("delta", ipc_directory=ipc_dir, min_age=3600)
+    b = tiga_cffi.Channel("delta", ipc_directory=ipc_dir, min_age=3600)
+    expected = []
+    for i in range(60):
+        w = b if i % 7 == 3 else a
+        if i == 40:
+            w.set_min_age(0)  # this write trims everything before it
+            expected = []
+        elif i == 41:
+            w.set_min_age(3600)
+        msg = bytes([i]) * (i * 13 % 300)
+        w.write(msg)
+        expected.append(msg)
+        raw = msgpack.unpackb(chan_payload(ipc_dir, "delta"), raw=False)
+        payload = chan_payload(ipc_dir, "delta")
+        assert raw[0] == i + 1
+        assert [e[3] for e in raw[1]] == expected
+        assert payload[15:] == b"".join(msgpack.packb(e, use_bin_type=True) for e in raw[1])
+    a.close()
+    b.close()

@@ -78,7 +78,8 @@ class ChannelInfo(NamedTuple):
 def fs_directory(ipc_directory: Any) -> str:
     """The directory as an absolute path (the C# peer makes it absolute too)."""
     if isinstance(ipc_directory, bytes) or not isinstance(ipc_directory, (str, os.PathLike)):
-        raise InvalidType(f"ipc_directory must be str or os.PathLike, not {type(ipc_directory).__name__}")
+        kind = type(ipc_directory).__name__
+        raise InvalidType(f"ipc_directory must be str or os.PathLike, not {kind}")
     d = os.fspath(ipc_directory)
     if not isinstance(d, str) or not d.strip():
         raise InvalidArgument("ipc_directory is required (an existing or creatable directory)")
@@ -162,11 +163,14 @@ def _entries_of(res: Any) -> List[Entry]:
     for i in range(res.count):
         e = res.entries[i]
         mt = e.media_type
+        media = None
+        if mt != ffi.NULL:
+            media = ffi.unpack(mt, e.media_type_len).decode("utf-8", "replace")
         out.append(
             Entry(
                 e.id,
                 buf(e.message, e.message_len)[:],
-                None if mt == ffi.NULL else ffi.unpack(mt, e.media_type_len).decode("utf-8", "replace"),
+                media,
                 ffi.string(e.instance).decode("ascii"),
                 e.timestamp,
             )

@@ -372,7 +372,7 @@ int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out
     if (rc == 0) {
         static const uint8_t empty[1];
         const uint8_t *p = ch->cache.len ? ch->cache.mem + ch->cache.start : empty;
-        rc = lb_decode(p, ch->cache.len, after_id, out);
+        rc = lb_decode(p, ch->cache.len, after_id, true, out); /* validated at load */
         if (rc == 0)
             (*out)->version = ch->cache_version;
     }
@@ -466,27 +466,53 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
                        (unsigned long long)ch->capacity);
         goto out;
     }
+    /* Our own last version still current: the other buffer may hold what we
+     * wrote there before, and then only its changed parts need writing. */
+    bool ours = v != 0 && v == ch->published;
+    if (!ours)
+        ch->own_valid[0] = ch->own_valid[1] = false;
     int64_t fid = 0;
+    bool moved = true;
     rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
-                       ch->opt.min_age_ms * 1000000, ch->capacity, &fid);
+                       ch->opt.min_age_ms * 1000000, ch->capacity, &fid, &moved);
     if (rc)
         goto out;
     /* From here on the cache holds the new payload: drop it on any failure. */
     const uint8_t *payload = ch->cache.mem + ch->cache.start;
     size_t len = ch->cache.len;
+    size_t hl = ch->cache.h.entries_off;
     uint64_t nv = tiga_ver_make(next, len, tiga_wyhash(payload, len, 0));
     wait_readers_gone(ch, next);
-    rc = plat_pwrite(ch->fd_data[next], payload, len, 0);
+    /* Delta write: the file already holds our payload of two versions ago,
+     * whose entries sit at the same offsets (nothing trimmed since, same
+     * header length): write the header and what follows that payload. */
+    bool delta = ours && ch->own_valid[next] && !moved && ch->own_len[next] >= hl &&
+                 ch->own_len[next] <= len && !ch->opt.flush;
+    /* a trim or header change since that version also invalidates it */
+    if (moved)
+        ch->own_valid[0] = ch->own_valid[1] = false;
+    if (delta) {
+        rc = plat_pwrite(ch->fd_data[next], payload, hl, 0);
+        if (rc == 0)
+            rc = plat_pwrite(ch->fd_data[next], payload + ch->own_len[next],
+                             len - ch->own_len[next], ch->own_len[next]);
+    } else {
+        rc = plat_pwrite(ch->fd_data[next], payload, len, 0);
+    }
     if (rc == 0 && ch->opt.flush)
         rc = plat_datasync(ch->fd_data[next]);
     if (rc) {
         ch->cache_version = 0;
         ch->cache.len = 0;
+        ch->own_valid[0] = ch->own_valid[1] = false;
         tiga_fail(rc, "cannot write %s_data_%u: %s", ch->base, next, tiga_strerror(rc));
         goto out;
     }
+    ch->own_valid[next] = true;
+    ch->own_len[next] = len;
     atomic_exchange(ch->version, nv);
     ch->cache_version = nv;
+    ch->published = nv;
     if (first_id)
         *first_id = fid;
 out:

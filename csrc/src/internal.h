@@ -85,10 +85,11 @@ int lb_buf_validate(lb_buf *b);
 /* Append msgs to the payload in b in place (trim, write entries after the
  * last one, rewrite the header right before the first retained entry). */
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
-                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id);
+                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id,
+                  bool *moved);
 /* Decode entries with id > after_id out of payload p[0..n) into a new result
  * (which copies the bytes it needs). */
-int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_result **out);
+int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_read_result **out);
 
 /* ---- identity */
 void tiga_new_guid(char out[37]);
@@ -119,6 +120,11 @@ struct tiga_channel {
     plat_mutex lock;             /* serialises this handle's users */
     lb_buf cache;                /* last payload seen by this handle */
     uint64_t cache_version;      /* version word the cache holds (0: none) */
+    uint64_t published;          /* the last version word this handle published */
+    /* What this handle last wrote into each data file, for delta writes:
+     * valid while no other writer has written since. */
+    bool own_valid[2];
+    size_t own_len[2];
 };
 
 #endif

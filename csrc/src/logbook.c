@@ -301,10 +301,21 @@ int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool ful
         return CORRUPT("entry at byte %zu has %u elements, expected 4 or 5", e->start, len);
     if ((rc = rd_int(&r, &e->id, "an entry id")))
         return rc;
-    /* The instance is checked in every pass: an entry the decoder would refuse
-     * later must not pass validation now. */
-    if ((rc = rd_instance(&r, e->instance)))
-        return rc;
+    if (full) {
+        if ((rc = rd_instance(&r, e->instance)))
+            return rc;
+    } else {
+        /* only skipped (bounds-checked): the payload was validated already */
+        const uint8_t *s;
+        size_t sn;
+        uint8_t t = need(&r, 1) ? r.p[r.off] : 0;
+        if (t == 0xd8 || t == 0xc7) {
+            if ((rc = rd_instance(&r, e->instance)))
+                return rc;
+        } else if ((rc = rd_bytes(&r, '*', &s, &sn, "the instance id"))) {
+            return rc;
+        }
+    }
     if ((rc = rd_int(&r, &e->timestamp, "a timestamp")))
         return rc;
     if ((rc = rd_bytes(&r, '*', &e->message, &e->message_len, "a message")))
@@ -449,31 +460,23 @@ uint8_t *lb_write_entry(uint8_t *d, const tiga_message *m, int64_t id, const cha
     return d;
 }
 
-static uint8_t *put_array(uint8_t *d, uint32_t n)
-{
-    if (n <= 15) {
-        *d++ = (uint8_t)(0x90 | n);
-    } else if (n <= 0xffff) {
-        *d++ = 0xdc;
-        d = put_be(d, n, 2);
-    } else {
-        *d++ = 0xdd;
-        d = put_be(d, n, 4);
-    }
-    return d;
-}
-
 size_t lb_encode_header(uint8_t *tmp, bool enveloped, int64_t schema, int64_t last_id,
                         uint32_t count)
 {
+    /* Fixed widths for last_id (uint64) and the entries array (array32): the
+     * header keeps its length from one version to the next, so an append can
+     * leave the retained entries where they are in the file (delta write).
+     * Readers accept every integer and array width. */
     uint8_t *d = tmp;
     *d++ = 0x92;
     if (enveloped) {
         d = put_int(d, schema);
         *d++ = 0x92;
     }
-    d = put_int(d, last_id);
-    d = put_array(d, count);
+    *d++ = 0xcf;
+    d = put_be(d, (uint64_t)last_id, 8);
+    *d++ = 0xdd;
+    d = put_be(d, count, 4);
     return (size_t)(d - tmp);
 }
 
@@ -515,7 +518,7 @@ int lb_buf_validate(lb_buf *b)
     size_t off = b->h.entries_off;
     lb_entry e;
     for (uint32_t i = 0; i < b->h.count; i++) {
-        if ((rc = lb_next_entry(p, b->len, &off, &e, false)))
+        if ((rc = lb_next_entry(p, b->len, &off, &e, true)))
             return rc;
     }
     if (off != b->len)
@@ -524,7 +527,8 @@ int lb_buf_validate(lb_buf *b)
 }
 
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
-                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id)
+                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id,
+                  bool *moved)
 {
     if (n == 0)
         return tiga_fail(TIGA_EINVAL, "nothing to append");
@@ -587,6 +591,9 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     int rc = lb_buf_reserve(b, (size_t)capacity);
     if (rc)
         return rc;
+    /* Did the retained entries move relative to the payload's start? */
+    if (moved)
+        *moved = b->len == 0 || keep != h.entries_off || hl != h.entries_off;
     size_t at = b->start + keep; /* absolute offset of the first kept entry */
     if (b->len == 0)
         at = TIGA_HEADROOM;
@@ -617,7 +624,7 @@ typedef struct result_block {
     uint8_t *tail;       /* copy of the payload bytes of the returned entries */
 } result_block;
 
-int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_result **out)
+int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_read_result **out)
 {
     lb_header h;
     int rc;
@@ -636,7 +643,7 @@ int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_result **o
     lb_entry e;
     for (uint32_t i = 0; i < h.count; i++) {
         size_t at = off;
-        if ((rc = lb_next_entry(p, n, &off, &e, false)))
+        if ((rc = lb_next_entry(p, n, &off, &e, !trusted)))
             return rc;
         if (skip == h.count && e.id > after_id) {
             from = at;
@@ -701,7 +708,7 @@ int tiga_logbook_decode(const uint8_t *payload, size_t len, int64_t after_id,
 {
     if (!out || (len && !payload))
         return tiga_fail(TIGA_EINVAL, "NULL argument");
-    return lb_decode(payload, len, after_id, out);
+    return lb_decode(payload, len, after_id, false, out);
 }
 
 int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *msgs, size_t n,
@@ -723,7 +730,7 @@ int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *
         if ((rc = lb_buf_validate(&b)))
             goto done;
     }
-    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, capacity, NULL)))
+    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, capacity, NULL, NULL)))
         goto done;
     uint8_t *res = malloc(b.len ? b.len : 1);
     if (!res) {

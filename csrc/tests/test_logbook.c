@@ -99,7 +99,7 @@ static void test_enveloped_kept(void)
     uint8_t *p = NULL;
     size_t n = 0;
     CHECK_RC(tiga_logbook_append(env, sizeof env, &m, 1, INST, 1, 0, 4096, &p, &n), TIGA_OK);
-    CHECK(n > 5 && p[0] == 0x92 && p[1] == 0x02 && p[2] == 0x92 && p[3] == 0x01);
+    CHECK(n > 5 && p[0] == 0x92 && p[1] == 0x02 && p[2] == 0x92 && p[3] == 0xcf && p[11] == 1);
     tiga_read_result *r = NULL;
     CHECK_RC(tiga_logbook_decode(p, n, 0, &r), TIGA_OK);
     CHECK(r->schema_version == 2 && r->count == 1 && r->last_id == 1);
