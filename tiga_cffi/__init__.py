@@ -33,6 +33,16 @@ from .channel import (
     validate_name,
 )
 
+from .client import Client, tiga_invoke, tiga_invoke_async
+from .notify import NotificationListener, create_tiga_notification_listener, has_live_listener
+from .server import (
+    ErrorContext,
+    InvokeContext,
+    TigaServer,
+    create_tiga_server,
+    start_tiga_server,
+)
+
 __version__ = "0.1.0"
 
 
@@ -53,6 +63,17 @@ def wyhash(data: bytes, seed: int = 0) -> int:
 
 __all__ = [
     "Channel",
+    "Client",
+    "ErrorContext",
+    "InvokeContext",
+    "NotificationListener",
+    "TigaServer",
+    "create_tiga_notification_listener",
+    "create_tiga_server",
+    "has_live_listener",
+    "start_tiga_server",
+    "tiga_invoke",
+    "tiga_invoke_async",
     "ChannelClosed",
     "ChannelCorrupt",
     "ChannelFull",

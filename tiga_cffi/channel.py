@@ -140,6 +140,7 @@ def make_options(
     lock_timeout: Optional[float] = None,
     flush: bool = False,
     create_dir: bool = True,
+    write_timeout: Optional[float] = None,
 ) -> Any:
     opt = ffi.new("tiga_channel_options *")
     lib.tiga_channel_options_init(opt)
@@ -152,6 +153,7 @@ def make_options(
     opt.min_age_ms = _seconds_to_ms(min_age, "min_age", opt.min_age_ms)
     opt.reader_grace_ms = _seconds_to_ms(reader_grace, "reader_grace", opt.reader_grace_ms)
     opt.lock_timeout_ms = _seconds_to_ms(lock_timeout, "lock_timeout", opt.lock_timeout_ms)
+    opt.write_timeout_ms = _seconds_to_ms(write_timeout, "write_timeout", opt.write_timeout_ms)
     opt.flush = 1 if flush else 0
     opt.create_dir = 1 if create_dir else 0
     return opt
@@ -189,6 +191,8 @@ class Channel:
     reader_grace: how long a write waits for a reader to leave a buffer.
     lock_timeout: how long a write waits for other writers.
     flush: fdatasync each write (the peers' msync; not needed for IPC).
+    write_timeout (seconds, default 0): when a write does not fit beside the retained
+    entries, wait this long for the oldest to age out (backpressure) before ChannelFull.
     """
 
     def __init__(
@@ -202,11 +206,13 @@ class Channel:
         lock_timeout: Optional[float] = None,
         flush: bool = False,
         create_dir: bool = True,
+        write_timeout: Optional[float] = None,
     ) -> None:
         nb = name_bytes(name)
         self.name = name
         self.ipc_directory = fs_directory(ipc_directory)
-        opt = make_options(capacity, min_age, reader_grace, lock_timeout, flush, create_dir)
+        opt = make_options(capacity, min_age, reader_grace, lock_timeout, flush, create_dir,
+                           write_timeout)
         out = ffi.new("tiga_channel **")
         check(lib.tiga_channel_open(self.ipc_directory.encode(), nb, opt, out))
         self._handle = OwnedHandle(out[0], lib.tiga_channel_close, f"channel {name!r}")

@@ -111,6 +111,8 @@ typedef struct tiga_channel_options {
     int64_t reader_grace_ms;  /* how long a writer waits for readers to leave a buffer
                                  before it forces the counter to 0 (default 1000) */
     int64_t lock_timeout_ms;  /* how long an append waits for the channel lock (default 10000) */
+    int64_t write_timeout_ms; /* when an append does not fit, wait this long for old entries
+                                 to age out and be trimmed before TIGA_EFULL (default 0) */
     int32_t flush;            /* non-zero: fdatasync the data file after every write */
     int32_t create_dir;       /* non-zero (default): create the directory if it is missing */
 } tiga_channel_options;
@@ -161,7 +163,7 @@ typedef struct tiga_channel_info {
 } tiga_channel_info;
 
 /* Set the defaults: capacity 1 MiB, min age 1000 ms, reader grace 1000 ms,
- * lock timeout 10000 ms, no flush, create the directory. */
+ * lock timeout 10000 ms, write timeout 0, no flush, create the directory. */
 TIGA_API void tiga_channel_options_init(tiga_channel_options *opt);
 
 /* Open (or create) channel `name` in directory `dir`.  opt may be NULL for
@@ -194,6 +196,8 @@ TIGA_API int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms);
  * publishes the version word and signals live listeners.  Retained entries
  * are copied as bytes, never re-encoded.  *first_id (may be NULL) gets the
  * id of the first appended entry.  Nothing is written on failure.
+ * When the entries do not fit beside the retained ones, waits (without the
+ * lock) up to write_timeout_ms for the oldest to reach the minimum age.
  * Errors: TIGA_ETOOBIG (can never fit), TIGA_EFULL (does not fit now),
  * TIGA_ECORRUPT, TIGA_ETRUNCATED, TIGA_ETIMEDOUT (lock), TIGA_EINVAL, -errno.
  * Blocks (lock, reader grace).  Thread-safe. */
@@ -277,6 +281,21 @@ TIGA_API int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t sp
 /* Wait until channel `ch` has a live listener, within timeout_ms.
  * Returns TIGA_OK, TIGA_ENOTREADY (timeout) or TIGA_EINTR. */
 TIGA_API int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms);
+
+/* ---------------------------------------------------------------- directory watch */
+
+typedef struct tiga_dirwatch tiga_dirwatch;
+
+/* Watch `dir` for files being created or moved in (inotify on Linux; on
+ * other systems every wait simply times out).  On success *out owns it. */
+TIGA_API int tiga_dirwatch_open(const char *dir, tiga_dirwatch **out);
+
+/* Wait up to timeout_ms for a change.  TIGA_OK (something appeared; the
+ * events are drained), TIGA_ETIMEDOUT or TIGA_EINTR. */
+TIGA_API int tiga_dirwatch_wait(tiga_dirwatch *w, int64_t timeout_ms);
+
+/* Close the watch.  NULL is a no-op. */
+TIGA_API void tiga_dirwatch_close(tiga_dirwatch *w);
 
 /* ---------------------------------------------------------------- processes */
 

@@ -22,6 +22,7 @@ void tiga_channel_options_init(tiga_channel_options *o)
     o->lock_timeout_ms = 10000;
     o->flush = 0;
     o->create_dir = 1;
+    o->write_timeout_ms = 0;
 }
 
 int64_t tiga_now_ns(void) { return plat_now_ns(); }
@@ -120,8 +121,9 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
     if (o.capacity < 64 || o.capacity > TIGA_SIZE_MASK)
         return tiga_fail(TIGA_EINVAL, "capacity %llu is out of range (64 bytes to 2^39-1)",
                          (unsigned long long)o.capacity);
-    if (o.min_age_ms < 0 || o.reader_grace_ms < 0)
-        return tiga_fail(TIGA_EINVAL, "min_age_ms and reader_grace_ms must not be negative");
+    if (o.min_age_ms < 0 || o.reader_grace_ms < 0 || o.write_timeout_ms < 0)
+        return tiga_fail(TIGA_EINVAL,
+                         "min_age_ms, reader_grace_ms and write_timeout_ms must not be negative");
 
     if (o.create_dir) {
         rc = plat_mkdirs(dir);
@@ -412,13 +414,11 @@ int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info)
     return rc;
 }
 
-int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, int64_t *first_id)
+/* One attempt.  On TIGA_EFULL *oldest_ts gets the timestamp of the oldest
+ * retained entry (INT64_MIN if unknown), to know when trimming frees room. */
+static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int64_t *first_id,
+                       int64_t *oldest_ts)
 {
-    if (!ch || !msgs || n == 0)
-        return tiga_fail(TIGA_EINVAL, "nothing to append");
-    for (size_t i = 0; i < n; i++)
-        if (msgs[i].len && !msgs[i].data)
-            return tiga_fail(TIGA_EINVAL, "message %zu has NULL data", i);
     plat_mutex_lock(&ch->lock);
     int rc = 0;
     int32_t me = plat_getpid();
@@ -475,6 +475,16 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
     bool moved = true;
     rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
                        ch->opt.min_age_ms * 1000000, ch->capacity, &fid, &moved);
+    if (rc == TIGA_EFULL) {
+        *oldest_ts = INT64_MIN;
+        if (ch->cache.len && ch->cache.h.count) {
+            lb_entry e;
+            size_t off = ch->cache.h.entries_off;
+            if (lb_next_entry(ch->cache.mem + ch->cache.start, ch->cache.len, &off, &e,
+                              false) == 0)
+                *oldest_ts = e.timestamp;
+        }
+    }
     if (rc)
         goto out;
     /* From here on the cache holds the new payload: drop it on any failure. */
@@ -521,6 +531,44 @@ out:
     if (rc == 0)
         tiga_notify_signal(ch->slots, NULL);
     return rc;
+}
+
+int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, int64_t *first_id)
+{
+    if (!ch || !msgs || n == 0)
+        return tiga_fail(TIGA_EINVAL, "nothing to append");
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].len && !msgs[i].data)
+            return tiga_fail(TIGA_EINVAL, "message %zu has NULL data", i);
+    int64_t start = plat_now_ns();
+    int64_t wait_ns = ch->opt.write_timeout_ms * 1000000;
+    for (;;) {
+        int64_t oldest = INT64_MIN;
+        int rc = append_once(ch, msgs, n, first_id, &oldest);
+        if (rc != TIGA_EFULL || wait_ns <= 0)
+            return rc;
+        /* Backpressure: wait (lock released) until the oldest retained entry
+         * reaches the minimum age and can be trimmed, within write_timeout. */
+        int64_t now = plat_now_ns();
+        int64_t left = start + wait_ns - now;
+        if (left <= 0) {
+            char why[400];
+            snprintf(why, sizeof why, "%s", tiga_last_error());
+            return tiga_fail(TIGA_EFULL, "%s (still full after waiting %lld ms)", why,
+                             (long long)ch->opt.write_timeout_ms);
+        }
+        int64_t until = oldest == INT64_MIN ? now + 1000000
+                                            : oldest + ch->opt.min_age_ms * 1000000 - now;
+        if (oldest != INT64_MIN)
+            until = until < 200000 ? 200000 : until; /* at least 0.2 ms */
+        else
+            until = 1000000;
+        if (until > left)
+            until = left;
+        if (until > 20000000)
+            until = 20000000; /* re-check every 20 ms: another writer may trim first */
+        plat_sleep_us(until / 1000);
+    }
 }
 
 void tiga_new_guid(char out[37])

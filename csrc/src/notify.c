@@ -298,3 +298,47 @@ int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us)
             l->idle_ms *= 2;
     }
 }
+
+/* ------------------------------------------------------------ directory watch */
+
+struct tiga_dirwatch {
+    int fd;
+};
+
+int tiga_dirwatch_open(const char *dir, tiga_dirwatch **out)
+{
+    if (!dir || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    tiga_dirwatch *w = calloc(1, sizeof *w);
+    if (!w)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    int rc = plat_dirwatch_open(dir, &w->fd);
+    if (rc) {
+        free(w);
+        return tiga_fail(rc, "cannot watch %s: %s", dir, tiga_strerror(rc));
+    }
+    *out = w;
+    return TIGA_OK;
+}
+
+int tiga_dirwatch_wait(tiga_dirwatch *w, int64_t timeout_ms)
+{
+    if (!w)
+        return tiga_fail(TIGA_EINVAL, "NULL watch");
+    int rc = plat_dirwatch_wait(w->fd, timeout_ms);
+    if (rc == 0)
+        return TIGA_OK;
+    if (rc == -ETIMEDOUT)
+        return TIGA_ETIMEDOUT;
+    if (rc == -EINTR)
+        return TIGA_EINTR;
+    return tiga_fail(rc, "watching a directory failed: %s", tiga_strerror(rc));
+}
+
+void tiga_dirwatch_close(tiga_dirwatch *w)
+{
+    if (!w)
+        return;
+    plat_close(w->fd);
+    free(w);
+}

@@ -40,6 +40,11 @@ void plat_unlock_file(int fd);
 int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms);
 void plat_wake_word(_Atomic uint32_t *addr);
 
+/* Directory watch: a descriptor to poll, or -1 where unsupported. */
+int plat_dirwatch_open(const char *dir, int *fd);
+/* 0 change seen, -ETIMEDOUT, -EINTR, -errno */
+int plat_dirwatch_wait(int fd, int64_t timeout_ms);
+
 /* Time and processes. */
 int64_t plat_now_ns(void);            /* CLOCK_MONOTONIC */
 void plat_sleep_us(int64_t us);

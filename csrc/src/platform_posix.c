@@ -19,8 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <poll.h>
 #if defined(__linux__)
 #include <linux/futex.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #endif
@@ -360,3 +362,48 @@ void plat_random(void *buf, size_t n)
         ((uint8_t *)buf)[i] = (uint8_t)x;
     }
 }
+
+#if defined(__linux__)
+int plat_dirwatch_open(const char *dir, int *fd)
+{
+    int f = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (f < 0)
+        return -errno;
+    if (inotify_add_watch(f, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+        int e = errno;
+        close(f);
+        return -e;
+    }
+    *fd = f;
+    return 0;
+}
+
+int plat_dirwatch_wait(int fd, int64_t timeout_ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = poll(&p, 1, timeout_ms < 0 ? -1 : (timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms));
+    if (r < 0)
+        return errno == EINTR ? -EINTR : -errno;
+    if (r == 0)
+        return -ETIMEDOUT;
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    return 0;
+}
+#else
+int plat_dirwatch_open(const char *dir, int *fd)
+{
+    (void)dir;
+    *fd = -1;
+    return 0;
+}
+
+int plat_dirwatch_wait(int fd, int64_t timeout_ms)
+{
+    (void)fd;
+    if (timeout_ms > 0)
+        plat_sleep_us(timeout_ms * 1000);
+    return -ETIMEDOUT;
+}
+#endif

@@ -1,0 +1,274 @@
+"""Invoking a server: Client, tiga_invoke, tiga_invoke_async.
+
+A client of logical channel ``C`` with id ``K`` writes invokes to ``C.req.K`` and
+reads responses from ``C.resp.K`` (PROTOCOL section 7): it registers its listener on
+the response channel first and keeps it while it lives, waits for the server's
+listener on the request channel before writing, and waits for the response by
+wake-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any, Dict, Optional, Set, Tuple
+
+
+from . import protocol
+from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout
+from .channel import Channel, PathLike, fs_directory, validate_name
+from .notify import DEFAULT_SPIN, NotificationListener, wait_for_listener
+
+DEFAULT_TIMEOUT = 30.0
+READY_CACHE = 1.0  # seconds a seen server listener is trusted without re-checking
+
+
+def request_name(channel_name: str, client_id: str) -> str:
+    return f"{channel_name}.req.{client_id}"
+
+
+def response_name(channel_name: str, client_id: str) -> str:
+    return f"{channel_name}.resp.{client_id}"
+
+
+def new_client_id() -> str:
+    """``<pid>-<32 hex digits>``, the C# sample programs' shape."""
+    return f"{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _check_timeout(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidType("timeout must be a number of seconds")
+    if timeout <= 0:
+        raise InvalidArgument("timeout must be positive")
+    return float(timeout)
+
+
+class Endpoint:
+    """The pair of channels one client uses, with its response listener."""
+
+    def __init__(self, request: str, response: str, ipc_directory: PathLike,
+                 spin: float = DEFAULT_SPIN) -> None:
+        validate_name(request, "request channel name")
+        validate_name(response, "response channel name")
+        d = fs_directory(ipc_directory)
+        self.ipc_directory = d
+        self.request_name, self.response_name = request, response
+        self._resp = Channel(response, ipc_directory=d)
+        try:
+            self._req = Channel(request, ipc_directory=d)
+            self._listener = NotificationListener(response, ipc_directory=d, spin=spin)
+            self._last = self._resp.read().last_id
+        except BaseException:
+            self.close()
+            raise
+        self._cond = threading.Condition()
+        self._waiting: Set[str] = set()
+        self._done: Dict[str, protocol.Response] = {}
+        self._draining = False
+        self._ready_until = 0.0
+        self.missed = 0  # responses trimmed before this client read them
+
+    def close(self) -> None:
+        for name in ("_listener", "_req", "_resp"):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                obj.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._resp.closed
+
+    def invoke(self, method: str, data: Any, timeout: float) -> str:
+        if not isinstance(method, str):
+            raise InvalidType(f"method must be str, not {type(method).__name__}")
+        timeout = _check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        rid = protocol.new_id()
+        try:
+            body = protocol.encode_invoke(method, data, rid)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidType(f"invoke data cannot be encoded as MessagePack: {e}") from None
+        now = time.monotonic()
+        if now >= self._ready_until:
+            wait_for_listener(self._req, timeout)
+            self._ready_until = time.monotonic() + READY_CACHE
+        with self._cond:
+            self._waiting.add(rid)
+        try:
+            self._req.write(body, media_type=protocol.MEDIA_MSGPACK)
+            resp = self._await(rid, deadline, timeout)
+        finally:
+            with self._cond:
+                self._waiting.discard(rid)
+                self._done.pop(rid, None)
+        if resp.code < 0:
+            raise RemoteError(resp.data or "remote error", resp.code)
+        return resp.data
+
+    def _await(self, rid: str, deadline: float, timeout: float) -> protocol.Response:
+        with self._cond:
+            while True:
+                if rid in self._done:
+                    return self._done.pop(rid)
+                if not self._draining:
+                    self._draining = True
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._timeout(timeout)
+                self._cond.wait(left)
+        try:
+            while True:
+                self._drain()
+                with self._cond:
+                    if rid in self._done:
+                        return self._done.pop(rid)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._timeout(timeout)
+                self._listener.wait(left)
+        finally:
+            with self._cond:
+                self._draining = False
+                self._cond.notify_all()
+
+    def _timeout(self, timeout: float) -> Timeout:
+        self._ready_until = 0.0  # check the server again next time
+        return Timeout(f"no response on {self.response_name!r} within {timeout} s")
+
+    def _drain(self) -> None:
+        r = self._resp.read(self._last)
+        self._last = r.last_id
+        self.missed += r.missed
+        found = False
+        for e in r.entries:
+            if not protocol.is_envelope_media(e.media_type):
+                continue
+            try:
+                env = protocol.decode_envelope(e.message, e.media_type)
+            except protocol.ProtocolError:
+                continue
+            if isinstance(env, protocol.Response):
+                with self._cond:
+                    if env.id in self._waiting:
+                        self._done[env.id] = env
+                        found = True
+        if found:
+            with self._cond:
+                self._cond.notify_all()
+
+
+class Client:
+    """A client of a Tiga server's logical channel, kept open across invokes.
+
+    ``client_id`` defaults to ``<pid>-<32 hex>``. Thread-safe: several threads may
+    invoke at once. Keep it open while the process lives (the server's scavenger
+    deletes a client's files once its response listener is gone).
+    """
+
+    def __init__(self, channel_name: str, *, ipc_directory: PathLike,
+                 client_id: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
+                 spin: float = DEFAULT_SPIN) -> None:
+        validate_name(channel_name)
+        self.channel_name = channel_name
+        self.client_id = validate_name(client_id, "client id") if client_id is not None \
+            else new_client_id()
+        self.timeout = _check_timeout(timeout)
+        self._ep = Endpoint(request_name(channel_name, self.client_id),
+                            response_name(channel_name, self.client_id), ipc_directory, spin)
+        self.ipc_directory = self._ep.ipc_directory
+
+    @property
+    def request_name(self) -> str:
+        return self._ep.request_name
+
+    @property
+    def response_name(self) -> str:
+        return self._ep.response_name
+
+    def invoke(self, method: str, data: Any = "", *, timeout: Optional[float] = None) -> str:
+        """Call ``method`` on the server; returns the response data (a str).
+
+        Raises ServerNotReady (no server listening within the timeout), RemoteError
+        (the handler failed; its message is the text), Timeout (no response)."""
+        return self._ep.invoke(method, data, self.timeout if timeout is None else timeout)
+
+    async def invoke_async(self, method: str, data: Any = "", *,
+                           timeout: Optional[float] = None) -> str:
+        """``invoke`` for asyncio: runs in the loop's executor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, functools.partial(self.invoke, method, data, timeout=timeout))
+
+    def close(self) -> None:
+        self._ep.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._ep.closed
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<Client {self.channel_name!r} id={self.client_id!r} in "
+                f"{self.ipc_directory!r}{' closed' if self.closed else ''}>")
+
+
+_ENDPOINTS: OrderedDict[Tuple[str, str, str], Endpoint] = OrderedDict()
+_ENDPOINTS_MAX = 16
+_endpoints_lock = threading.Lock()
+
+
+def _endpoint(request: str, response: str, ipc_directory: PathLike) -> Endpoint:
+    key = (fs_directory(ipc_directory), request, response)
+    with _endpoints_lock:
+        ep = _ENDPOINTS.get(key)
+        if ep is not None and not ep.closed:
+            _ENDPOINTS.move_to_end(key)
+            return ep
+        ep = Endpoint(request, response, key[0])
+        _ENDPOINTS[key] = ep
+        while len(_ENDPOINTS) > _ENDPOINTS_MAX:
+            _, old = _ENDPOINTS.popitem(last=False)
+            old.close()
+        return ep
+
+
+def _forget_after_fork() -> None:
+    global _endpoints_lock
+    _endpoints_lock = threading.Lock()
+    _ENDPOINTS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def tiga_invoke(request_name: str, response_name: str, method: str, data: Any = "", *,
+                ipc_directory: PathLike, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Invoke ``method`` through the given request/response channels (kept open in a
+    small cache, with the response listener, for the next call)."""
+    return _endpoint(request_name, response_name, ipc_directory).invoke(method, data, timeout)
+
+
+async def tiga_invoke_async(request_name: str, response_name: str, method: str,
+                            data: Any = "", *, ipc_directory: PathLike,
+                            timeout: float = DEFAULT_TIMEOUT) -> str:
+    """``tiga_invoke`` for asyncio (runs in the loop's executor)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(
+        tiga_invoke, request_name, response_name, method, data,
+        ipc_directory=ipc_directory, timeout=timeout))
+
+
+__all__ = ["Client", "Endpoint", "tiga_invoke", "tiga_invoke_async"]

@@ -1,0 +1,163 @@
+"""Listener slots and wake-ups: NotificationListener, has_live_listener, and the
+asyncio bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Optional
+
+from ._errors import InvalidArgument, InvalidType, ServerNotReady, check
+from ._handle import OwnedHandle
+from ._tiga import ffi, lib
+from .channel import PathLike, fs_directory, make_options, name_bytes
+
+DEFAULT_SPIN = 50e-6  # seconds of spinning before sleeping on the futex
+
+
+def _timeout_ms(deadline: Optional[float]) -> int:
+    if deadline is None:
+        return -1
+    return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidType("timeout must be a number of seconds or None")
+    if timeout < 0:
+        raise InvalidArgument("timeout must not be negative")
+    return time.monotonic() + timeout
+
+
+def blocking_call(call: Callable[[int], int], timeout: Optional[float]) -> bool:
+    """Run a C call that blocks for at most the given ms; TIGA_EINTR makes Python run
+    its signal handlers (which may raise) and call again with the time left.
+    Returns True on TIGA_OK, False on TIGA_ETIMEDOUT; raises for anything else."""
+    deadline = _deadline(timeout)
+    while True:
+        rc = call(_timeout_ms(deadline))
+        if rc == 0:
+            return True
+        if rc == lib.TIGA_ETIMEDOUT:
+            return False
+        if rc != lib.TIGA_EINTR:
+            check(rc)
+        # PEP 475: handlers ran when the call returned; go on with the time left
+
+
+class NotificationListener:
+    """A listener slot on a channel: ``wait()`` returns when a writer signals the
+    channel or its version word changes (also for writers that do not signal).
+
+    Not for concurrent use of one listener from several threads. The slot is held
+    until close(); peers see this process as listening while it is held.
+    """
+
+    def __init__(self, name: str, *, ipc_directory: PathLike, spin: float = DEFAULT_SPIN) -> None:
+        nb = name_bytes(name)
+        self.name = name
+        self.ipc_directory = fs_directory(ipc_directory)
+        if spin < 0:
+            raise InvalidArgument("spin must not be negative")
+        self._spin_us = int(spin * 1e6)
+        out = ffi.new("tiga_listener **")
+        check(lib.tiga_listener_open(self.ipc_directory.encode(), nb, make_options(), out))
+        self._handle = OwnedHandle(out[0], lib.tiga_listener_close, f"listener on {name!r}")
+        self.slot: int = lib.tiga_listener_slot(out[0])
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block (GIL released) until signalled or new data; False on timeout.
+        ``timeout`` in seconds, None waits forever. Like threading.Event.wait."""
+        h = self._handle.acquire()
+        try:
+            spin = self._spin_us
+            return blocking_call(lambda ms: lib.tiga_listener_wait(h, ms, spin), timeout)
+        finally:
+            self._handle.release()
+
+    async def wait_async(self, timeout: Optional[float] = None, *, slice: float = 0.05) -> bool:
+        """Await a signal without blocking the event loop (the wait runs in the loop's
+        executor in short slices, so cancellation takes effect within ``slice`` s)."""
+        loop = asyncio.get_running_loop()
+        deadline = _deadline(timeout)
+        while True:
+            left = slice if deadline is None else min(slice, max(0.0, deadline - time.monotonic()))
+            if await loop.run_in_executor(None, self.wait, left):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def close(self) -> None:
+        """Give the slot back and close the files."""
+        self._handle.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle.closed
+
+    def __enter__(self) -> NotificationListener:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"slot={self.slot}"
+        return f"<NotificationListener {self.name!r} in {self.ipc_directory!r} {state}>"
+
+
+def create_tiga_notification_listener(
+    name: str, *, ipc_directory: PathLike, spin: float = DEFAULT_SPIN
+) -> NotificationListener:
+    """Register a listener on channel ``name`` (created if missing)."""
+    return NotificationListener(name, ipc_directory=ipc_directory, spin=spin)
+
+
+def has_live_listener(name: str, *, ipc_directory: PathLike) -> bool:
+    """Whether a live process listens on channel ``name`` (frees dead owners' slots)."""
+    from .channel import cached_channel
+
+    return cached_channel(name, ipc_directory).live_listeners() > 0
+
+
+def wait_for_listener(channel: Any, timeout: Optional[float]) -> None:
+    """Wait until ``channel`` (a Channel) has a live listener; ServerNotReady otherwise."""
+    handle = channel._raw()
+    h = handle.acquire()
+    try:
+        # in slices so that signal handlers run (the C wait sleeps, it does not see EINTR)
+        deadline = _deadline(timeout)
+        while True:
+            ms = _timeout_ms(deadline)
+            rc = lib.tiga_channel_wait_listener(h, min(ms, 100) if ms >= 0 else 100)
+            if rc == 0:
+                return
+            if rc != lib.TIGA_ENOTREADY:
+                check(rc)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ServerNotReady(
+                    f"server not ready: no live listener on {channel.name!r} within "
+                    f"{timeout} s", lib.TIGA_ENOTREADY)
+    finally:
+        handle.release()
+
+
+class DirectoryWatch:
+    """Files created in a directory (inotify on Linux); waits time out elsewhere."""
+
+    def __init__(self, directory: str) -> None:
+        out = ffi.new("tiga_dirwatch **")
+        check(lib.tiga_dirwatch_open(directory.encode(), out))
+        self._handle = OwnedHandle(out[0], lib.tiga_dirwatch_close, "directory watch")
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        h = self._handle.acquire()
+        try:
+            return blocking_call(lambda ms: lib.tiga_dirwatch_wait(h, ms), timeout)
+        finally:
+            self._handle.release()
+
+    def close(self) -> None:
+        self._handle.close()

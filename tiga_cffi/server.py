@@ -1,0 +1,479 @@
+"""The Tiga server: discovery of clients, one worker per client, handlers,
+responses, scavenging of dead clients (PROTOCOL section 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
+
+from . import protocol
+from ._errors import InvalidArgument, InvalidType, TigaError
+from .channel import Channel, PathLike, fs_directory, validate_name
+from .client import request_name, response_name
+from .notify import DEFAULT_SPIN, DirectoryWatch, NotificationListener
+
+log = logging.getLogger("tiga_cffi.server")
+
+SUFFIXES = ("_state", "_data_0", "_data_1", "_notify")
+
+
+class InvokeContext(NamedTuple):
+    """What a handler learns about the call it serves."""
+
+    channel_name: str
+    client_id: Optional[str]  # None for the single channel
+    request_name: str
+    response_name: str
+    ipc_directory: str
+    request_id: str
+    entry_id: int
+    media_type: Optional[str]
+
+
+class ErrorContext(NamedTuple):
+    """Where an error reported to ``on_error`` happened."""
+
+    stage: str  # discover, read, invoke, write, listener, scavenge, scavenge-initial
+    channel_name: str
+    client_id: Optional[str] = None
+    request_name: Optional[str] = None
+    response_name: Optional[str] = None
+    request_id: Optional[str] = None
+    method: Optional[str] = None
+
+
+Handler = Callable[[str, Any, InvokeContext], Any]
+ErrorHandler = Callable[[BaseException, ErrorContext], None]
+
+
+def _interval(value: Any, what: str, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidType(f"{what} must be a number of seconds")
+    if value <= 0:
+        raise InvalidArgument(f"{what} must be positive")
+    return max(minimum, float(value))
+
+
+class _Worker:
+    """Serves one client: waits on its request channel, answers invokes in order."""
+
+    def __init__(self, server: TigaServer, client_id: Optional[str], req: str, resp: str) -> None:
+        self.server = server
+        self.client_id = client_id
+        self.req_name, self.resp_name = req, resp
+        self.stop = threading.Event()
+        self.req: Optional[Channel] = None
+        self.resp: Optional[Channel] = None
+        self.listener: Optional[NotificationListener] = None
+        self.last = 0
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"tiga-worker-{client_id or '-'}",
+                                       daemon=True)
+
+    def error(self, stage: str, exc: BaseException, **kw: Any) -> None:
+        self.server._report(exc, ErrorContext(stage, self.server.channel_name, self.client_id,
+                                              self.req_name, self.resp_name, **kw))
+
+    def _open(self) -> bool:
+        d = self.server.ipc_directory
+        try:
+            self.req = Channel(self.req_name, ipc_directory=d)
+            self.resp = self.req if self.resp_name == self.req_name else Channel(
+                self.resp_name, ipc_directory=d, write_timeout=self.server.write_timeout)
+            self.listener = NotificationListener(self.req_name, ipc_directory=d,
+                                                 spin=self.server.spin)
+            return True
+        except TigaError as e:
+            self.error("listener", e)
+            return False
+
+    def _attach(self) -> List[Any]:
+        """The invokes still to answer when we attach: skip those whose response is
+        in the response log (a restarted server never executes an invoke twice)."""
+        assert self.req is not None and self.resp is not None
+        reqs = self.req.read(0)
+        invokes = []
+        for e in reqs.entries:
+            env = self._invoke_of(e)
+            if env is not None:
+                invokes.append((e, env))
+        answered: Set[str] = set()
+        newest = None
+        for e in self.resp.read(0).entries:
+            if not protocol.is_envelope_media(e.media_type):
+                continue
+            try:
+                env = protocol.decode_envelope(e.message, e.media_type)
+            except protocol.ProtocolError:
+                continue
+            if isinstance(env, protocol.Response):
+                answered.add(env.id)
+                newest = env.id
+        # Requests are answered in id order: everything up to the newest answered
+        # request was handled (it stays retained until a later response write).
+        start = 0
+        for e, env in invokes:
+            if env.id == newest:
+                start = e.id
+        self.last = reqs.last_id
+        return [(e, env) for e, env in invokes if e.id > start and env.id not in answered]
+
+    def _invoke_of(self, e: Any) -> Optional[protocol.Invoke]:
+        if not protocol.is_envelope_media(e.media_type):
+            return None
+        try:
+            env = protocol.decode_envelope(e.message, e.media_type)
+        except protocol.ProtocolError as err:
+            self.error("read", err)
+            return None
+        return env if isinstance(env, protocol.Invoke) else None
+
+    def _run(self) -> None:
+        if not self._open():
+            self.ready.set()
+            self.close()
+            return
+        try:
+            pending = self._attach()
+        except TigaError as e:
+            self.error("read", e)
+            pending = []
+        self.ready.set()
+        for e, env in pending:
+            self._handle(e, env)
+        assert self.listener is not None
+        wait = self.server.wait_timeout
+        while not self.stop.is_set():
+            try:
+                self.listener.wait(wait)
+            except TigaError as e:
+                self.error("listener", e)
+                self.stop.wait(wait)
+            self.drain()
+        self.close()
+
+    def drain(self) -> None:
+        assert self.req is not None
+        try:
+            r = self.req.read(self.last)
+        except TigaError as e:
+            self.error("read", e)
+            return
+        self.last = r.last_id
+        for e in r.entries:
+            env = self._invoke_of(e)
+            if env is not None:
+                self._handle(e, env)
+
+    def _handle(self, e: Any, env: protocol.Invoke) -> None:
+        ctx = InvokeContext(self.server.channel_name, self.client_id, self.req_name,
+                            self.resp_name, self.server.ipc_directory, env.id, e.id, e.media_type)
+        try:
+            result = self.server._call(env.method, env.data, ctx)
+            data, code = protocol.result_to_data(result), protocol.CODE_OK
+        except Exception as err:  # the handler's failure becomes the response
+            data, code = str(err) or type(err).__name__, protocol.CODE_ERROR
+            self.error("invoke", err, request_id=env.id, method=env.method)
+        assert self.resp is not None
+        try:
+            self.resp.write(protocol.encode_response(env.id, data, code),
+                            media_type=protocol.MEDIA_MSGPACK)
+        except TigaError as err:
+            self.error("write", err, request_id=env.id, method=env.method)
+
+    def wake(self) -> None:
+        if self.req is not None and not self.req.closed:
+            try:
+                self.req.signal()
+            except TigaError:
+                pass
+
+    def close(self) -> None:
+        for obj in (self.listener, self.req, self.resp):
+            if obj is not None:
+                obj.close()
+
+
+class TigaServer:
+    """Serves logical channel ``channel_name``: every client ``K`` that has
+    ``C.req.K`` files, and the single channel ``C`` when ``tiga_C_state`` exists.
+
+    ``on_invoke(method, data, context)`` returns the result (str as is, bytes as
+    UTF-8, None as "", anything else as JSON) or raises (a code -1 response with the
+    message); it may be a coroutine function. ``on_error(error, context)`` hears of
+    every failure with its stage; the server stays up. Each client has its own
+    worker thread, so a slow handler delays only its own client.
+    """
+
+    def __init__(self, channel_name: str, ipc_directory: PathLike, on_invoke: Handler,
+                 on_error: Optional[ErrorHandler] = None, discovery_interval: float = 1.0,
+                 wait_timeout: float = 1.0, *, scavenge_interval: float = 30.0,
+                 stale_after: float = 300.0, write_timeout: float = 5.0,
+                 spin: float = DEFAULT_SPIN) -> None:
+        validate_name(channel_name)
+        if not callable(on_invoke):
+            raise InvalidType("on_invoke must be callable")
+        if on_error is not None and not callable(on_error):
+            raise InvalidType("on_error must be callable or None")
+        self.channel_name = channel_name
+        self.ipc_directory = fs_directory(ipc_directory)
+        self.on_invoke = on_invoke
+        self.on_error = on_error
+        self.discovery_interval = _interval(discovery_interval, "discovery_interval", 0.1)
+        self.wait_timeout = _interval(wait_timeout, "wait_timeout", 0.1)
+        self.scavenge_interval = _interval(scavenge_interval, "scavenge_interval", 0.05)
+        self.stale_after = _interval(stale_after, "stale_after", 0.0)
+        self.write_timeout = write_timeout
+        self.spin = spin
+        self._workers: Dict[Optional[str], _Worker] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_thread: Optional[threading.Thread] = None
+        self._closed = False
+        self._req_prefix = f"tiga_{channel_name}.req."
+        self._resp_prefix = f"tiga_{channel_name}.resp."
+
+    # -- lifetime
+    def start(self) -> TigaServer:
+        """Discover clients now and serve them in background threads."""
+        if self._closed:
+            raise TigaError("the server is closed")
+        if self._thread is not None:
+            return self
+        os.makedirs(self.ipc_directory, exist_ok=True)
+        self._scavenge("scavenge-initial")
+        self._discover()
+        self._thread = threading.Thread(target=self._discovery_loop, daemon=True,
+                                        name=f"tiga-server-{self.channel_name}")
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """start() and block until close() is called from another thread."""
+        self.start()
+        while not self._stop.wait(0.2):
+            pass
+
+    def close(self) -> None:
+        """Stop serving. Requests already read are answered before it returns.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for w in workers:
+            w.stop.set()
+            w.wake()
+        for w in workers:
+            w.thread.join()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join()
+            self._loop.close()
+
+    shutdown = close
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> TigaServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<TigaServer {self.channel_name!r} in {self.ipc_directory!r} "
+                f"clients={len(self._workers)}{' closed' if self._closed else ''}>")
+
+    @property
+    def clients(self) -> List[Optional[str]]:
+        """The client ids being served (None stands for the single channel)."""
+        with self._lock:
+            return list(self._workers)
+
+    # -- handlers
+    def _call(self, method: str, data: Any, ctx: InvokeContext) -> Any:
+        result = self.on_invoke(method, data, ctx)
+        if asyncio.iscoroutine(result):
+            loop = self._event_loop()
+            result = asyncio.run_coroutine_threadsafe(result, loop).result()
+        return result
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, daemon=True,
+                                     name="tiga-server-asyncio")
+                t.start()
+                self._loop, self._loop_thread = loop, t
+            return self._loop
+
+    def _report(self, exc: BaseException, ctx: ErrorContext) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(exc, ctx)
+                return
+            except Exception:
+                log.exception("on_error raised")
+        log.warning("%s (%s, client %s): %s", ctx.stage, self.channel_name, ctx.client_id, exc)
+
+    # -- discovery
+    def _discovery_loop(self) -> None:
+        watch = None
+        try:
+            watch = DirectoryWatch(self.ipc_directory)
+        except TigaError as e:
+            self._report(e, ErrorContext("discover", self.channel_name))
+        next_scavenge = time.monotonic() + self.scavenge_interval
+        next_discovery = time.monotonic() + self.discovery_interval
+        while not self._stop.is_set():
+            slice_ = min(0.1, max(0.0, next_discovery - time.monotonic()))
+            changed = False
+            try:
+                if watch is not None:
+                    changed = watch.wait(slice_)
+                else:
+                    self._stop.wait(slice_)
+            except TigaError as e:
+                self._report(e, ErrorContext("discover", self.channel_name))
+            if self._stop.is_set():
+                break
+            now = time.monotonic()
+            if changed or now >= next_discovery:
+                self._discover()
+                next_discovery = now + self.discovery_interval
+            if now >= next_scavenge:
+                self._scavenge("scavenge")
+                next_scavenge = now + self.scavenge_interval
+        if watch is not None:
+            watch.close()
+
+    def _client_ids(self, prefix: str) -> Set[str]:
+        ids = set()
+        try:
+            names = os.listdir(self.ipc_directory)
+        except OSError as e:
+            self._report(e, ErrorContext("discover", self.channel_name))
+            return ids
+        for fn in names:
+            if fn.startswith(prefix):
+                for suffix in SUFFIXES:
+                    if fn.endswith(suffix) and len(fn) > len(prefix) + len(suffix):
+                        ids.add(fn[len(prefix):-len(suffix)])
+        return ids
+
+    def _discover(self) -> None:
+        found: List[Optional[str]] = []
+        try:
+            names = os.listdir(self.ipc_directory)
+        except OSError as e:
+            self._report(e, ErrorContext("discover", self.channel_name))
+            return
+        for fn in names:
+            if fn.startswith(self._req_prefix) and fn.endswith("_state"):
+                cid = fn[len(self._req_prefix):-len("_state")]
+                try:
+                    validate_name(cid, "client id")
+                    validate_name(request_name(self.channel_name, cid))
+                except TigaError:
+                    continue
+                found.append(cid)
+        if f"tiga_{self.channel_name}_state" in names:
+            found.append(None)
+        with self._lock:
+            if self._stop.is_set():
+                return
+            for cid in found:
+                if cid in self._workers:
+                    continue
+                if cid is None:
+                    req = resp = self.channel_name
+                else:
+                    req = request_name(self.channel_name, cid)
+                    resp = response_name(self.channel_name, cid)
+                w = _Worker(self, cid, req, resp)
+                self._workers[cid] = w
+                w.thread.start()
+
+    # -- scavenging
+    def _files(self, cid: str) -> List[str]:
+        base = os.path.join(self.ipc_directory, "tiga_")
+        return [f"{base}{name}{s}" for name in (request_name(self.channel_name, cid),
+                                                response_name(self.channel_name, cid))
+                for s in SUFFIXES]
+
+    def _has_listener(self, name: str) -> bool:
+        if not os.path.exists(os.path.join(self.ipc_directory, f"tiga_{name}_notify")):
+            return False
+        with Channel(name, ipc_directory=self.ipc_directory) as ch:
+            return ch.live_listeners() > 0
+
+    def _scavenge(self, stage: str) -> None:
+        ids = self._client_ids(self._req_prefix) | self._client_ids(self._resp_prefix)
+        with self._lock:
+            tracked = {c for c in self._workers if c is not None}
+        now = time.time()
+        for cid in ids | tracked:
+            try:
+                validate_name(cid, "client id")
+                files = self._files(cid)
+                mtimes = [os.stat(f).st_mtime for f in files if os.path.exists(f)]
+                if not mtimes:
+                    if cid in tracked:
+                        self._drop(cid, [])
+                    continue
+                if now - max(mtimes) < self.stale_after:
+                    continue
+                if self._has_listener(response_name(self.channel_name, cid)):
+                    continue
+                if cid not in tracked and self._has_listener(
+                        request_name(self.channel_name, cid)):
+                    continue
+                self._drop(cid, files)
+            except (TigaError, OSError) as e:
+                self._report(e, ErrorContext(stage, self.channel_name, cid))
+
+    def _drop(self, cid: str, files: List[str]) -> None:
+        with self._lock:
+            w = self._workers.pop(cid, None)
+        if w is not None:
+            w.stop.set()
+            w.wake()
+            w.thread.join()
+        for f in files:
+            try:
+                os.unlink(f)
+            except FileNotFoundError:
+                pass
+        log.info("scavenged client %s of %s", cid, self.channel_name)
+
+
+def create_tiga_server(channel_name: str, ipc_directory: PathLike, on_invoke: Handler,
+                       on_error: Optional[ErrorHandler] = None, discovery_interval: float = 1.0,
+                       wait_timeout: float = 1.0, **options: Any) -> TigaServer:
+    """A server, not started yet: call start() or use it as a context manager."""
+    return TigaServer(channel_name, ipc_directory, on_invoke, on_error, discovery_interval,
+                      wait_timeout, **options)
+
+
+def start_tiga_server(channel_name: str, ipc_directory: PathLike, on_invoke: Handler,
+                      on_error: Optional[ErrorHandler] = None, discovery_interval: float = 1.0,
+                      wait_timeout: float = 1.0, **options: Any) -> TigaServer:
+    """A server, started: it serves until close()."""
+    return create_tiga_server(channel_name, ipc_directory, on_invoke, on_error,
+                              discovery_interval, wait_timeout, **options).start()
