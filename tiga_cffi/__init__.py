@@ -32,7 +32,6 @@ from .channel import (
     tiga_write,
     validate_name,
 )
-
 from .client import Client, tiga_invoke, tiga_invoke_async
 from .notify import NotificationListener, create_tiga_notification_listener, has_live_listener
 from .server import (

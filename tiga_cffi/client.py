@@ -18,7 +18,6 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Set, Tuple
 
-
 from . import protocol
 from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout
 from .channel import Channel, PathLike, fs_directory, validate_name

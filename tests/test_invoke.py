@@ -1,0 +1,261 @@
+"""tiga_invoke and the server across processes."""
+
+import asyncio
+import gzip
+import os
+import signal
+import threading
+import time
+
+import pytest
+from peers import CTX, hold_client, run_client, start_server
+
+import tiga_cffi
+from tiga_cffi import protocol
+
+
+def test_echo_across_two_processes(ipc_dir):
+    p = start_server(ipc_dir)
+    try:
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=20) as c:
+            assert c.invoke("echo", "hello") == "hello"
+            assert c.invoke("pid") == str(p.pid)
+            assert c.invoke("echo", {"k": [1, 2]}) == '{"k": [1, 2]}'  # JSON of non-str
+        r = tiga_cffi.tiga_invoke("svc.req.fn", "svc.resp.fn", "echo", "via function",
+                                  ipc_directory=ipc_dir, timeout=20)
+        assert r == "via function"
+    finally:
+        p.kill()
+        p.join(10)
+
+
+def test_sixteen_client_processes(ipc_dir):
+    p = start_server(ipc_dir)
+    results = CTX.Queue()
+    clients = [CTX.Process(target=run_client, args=(str(ipc_dir), "svc", f"c{i}", 300, results))
+               for i in range(16)]
+    try:
+        for c in clients:
+            c.start()
+        got = [results.get(timeout=240) for _ in clients]
+        for c in clients:
+            c.join(60)
+    finally:
+        p.kill()
+        p.join(10)
+    assert sorted(g[0] for g in got) == sorted(f"c{i}" for i in range(16))
+    assert [g for g in got if g[1] or g[2]] == []
+
+
+def test_handler_error_is_a_remote_error_and_the_server_stays_up(ipc_dir):
+    errors = []
+
+    def handler(method, data, ctx):
+        if method == "fail":
+            raise RuntimeError(f"no good: {data}")
+        return data
+
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, handler,
+                                     on_error=lambda e, ctx: errors.append((e, ctx))):
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=10) as c:
+            with pytest.raises(tiga_cffi.RemoteError) as ei:
+                c.invoke("fail", "x")
+            assert str(ei.value) == "no good: x"
+            assert c.invoke("echo", "next") == "next"
+    (err, ctx), = errors
+    assert isinstance(err, RuntimeError) and ctx.stage == "invoke" and ctx.method == "fail"
+    assert ctx.client_id == c.client_id and ctx.request_name == c.request_name
+
+
+def test_async_handler_and_async_invoke(ipc_dir):
+    seen = []
+
+    async def handler(method, data, ctx):
+        await asyncio.sleep(0.01)
+        seen.append(ctx)
+        return f"async {data}"
+
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, handler):
+        async def main():
+            with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=10) as c:
+                a, b = await asyncio.gather(c.invoke_async("m", "1"), c.invoke_async("m", "2"))
+                fn = await tiga_cffi.tiga_invoke_async("svc.req.z", "svc.resp.z", "m", "3",
+                                                       ipc_directory=ipc_dir, timeout=10)
+                return a, b, fn
+
+        assert asyncio.run(main()) == ("async 1", "async 2", "async 3")
+    ctx = seen[0]
+    assert ctx.channel_name == "svc" and ctx.ipc_directory == str(ipc_dir)
+    assert ctx.media_type == protocol.MEDIA_MSGPACK and ctx.entry_id >= 1
+    assert len(ctx.request_id) == 36
+
+
+def test_no_server_is_not_ready_within_the_timeout(ipc_dir):
+    t0 = time.monotonic()
+    with pytest.raises(tiga_cffi.ServerNotReady) as ei:
+        tiga_cffi.tiga_invoke("none.req.a", "none.resp.a", "echo", "x",
+                              ipc_directory=ipc_dir, timeout=0.5)
+    assert 0.4 < time.monotonic() - t0 < 3
+    assert "server not ready" in str(ei.value)
+    # nothing was written to the request channel
+    assert tiga_cffi.tiga_read("none.req.a", ipc_directory=ipc_dir).last_id == 0
+
+
+def test_server_killed_then_restarted(ipc_dir):
+    p = start_server(ipc_dir)
+    with tiga_cffi.Client("svc", ipc_directory=ipc_dir, client_id="survivor", timeout=20) as c:
+        assert c.invoke("echo", "before") == "before"
+        done = threading.Event()
+        outcome = []
+
+        def slow_call():
+            try:
+                outcome.append(c.invoke("sleep", "3", timeout=1.5))
+            except Exception as e:
+                outcome.append(e)
+            done.set()
+
+        t = threading.Thread(target=slow_call)
+        t.start()
+        time.sleep(0.5)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+        assert done.wait(10), "the waiting client hung"
+        t.join()
+        assert isinstance(outcome[0], tiga_cffi.Timeout)
+        p2 = start_server(ipc_dir)
+        try:
+            assert c.invoke("echo", "after") == "after"
+            assert c.invoke("pid") == str(p2.pid)
+        finally:
+            p2.kill()
+            p2.join(10)
+
+
+def test_restarted_server_never_runs_an_invoke_twice(ipc_dir):
+    calls = []
+
+    def handler(method, data, ctx):
+        calls.append(data)
+        return data
+
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, handler):
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, client_id="k", timeout=10) as c:
+            assert c.invoke("echo", "a") == "a"
+            assert c.invoke("echo", "b") == "b"
+    # while no server runs, an invoke lands in the request log
+    pending_id = protocol.new_id()
+    tiga_cffi.tiga_write("svc.req.k", protocol.encode_invoke("echo", "c", pending_id),
+                         ipc_directory=ipc_dir, media_type=protocol.MEDIA_MSGPACK)
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, handler):
+        deadline = time.monotonic() + 10
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+    assert calls == ["a", "b", "c"]
+    resp = [e.envelope() for e in tiga_cffi.tiga_read("svc.resp.k", ipc_directory=ipc_dir).entries]
+    assert [r.data for r in resp] == ["a", "b", "c"] and resp[-1].id == pending_id
+
+
+def test_close_answers_requests_already_read(ipc_dir):
+    started = threading.Event()
+
+    def handler(method, data, ctx):
+        started.set()
+        time.sleep(0.5)
+        return "finished"
+
+    srv = tiga_cffi.start_tiga_server("svc", ipc_dir, handler)
+    with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=10) as c:
+        out = []
+        t = threading.Thread(target=lambda: out.append(c.invoke("slow")))
+        t.start()
+        assert started.wait(10)
+        srv.close()
+        srv.close()  # idempotent
+        t.join(10)
+        assert out == ["finished"]
+
+
+def test_slow_client_does_not_block_others(ipc_dir):
+    def handler(method, data, ctx):
+        if method == "sleep":
+            time.sleep(float(data))
+        return data
+
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, handler):
+        slow = tiga_cffi.Client("svc", ipc_directory=ipc_dir, client_id="slow", timeout=10)
+        fast = tiga_cffi.Client("svc", ipc_directory=ipc_dir, client_id="fast", timeout=10)
+        t = threading.Thread(target=slow.invoke, args=("sleep", "2"))
+        t.start()
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        assert fast.invoke("echo", "quick") == "quick"
+        assert time.monotonic() - t0 < 1.5
+        t.join()
+        slow.close()
+        fast.close()
+
+
+def test_single_channel_and_compressed_invoke(ipc_dir):
+    with tiga_cffi.start_tiga_server("one", ipc_dir, lambda m, d, ctx: f"{m}:{d}:{ctx.client_id}",
+                                     discovery_interval=0.1):
+        tiga_cffi.Channel("one", ipc_directory=ipc_dir).close()  # tiga_one_state now exists
+        assert tiga_cffi.tiga_invoke("one", "one", "m", "d", ipc_directory=ipc_dir,
+                                     timeout=10) == "m:d:None"
+        # a C#-style compressed invoke on a per-client channel
+        with tiga_cffi.Client("one", ipc_directory=ipc_dir, client_id="gz", timeout=10) as c:
+            c.invoke("warm", "up")
+            rid = protocol.new_id()
+            body = gzip.compress(protocol.encode_invoke("zip", "ped", rid))
+            tiga_cffi.tiga_write(c.request_name, body, ipc_directory=ipc_dir,
+                                 media_type=protocol.MEDIA_MSGPACK_GZIP)
+            deadline = time.monotonic() + 10
+            found = None
+            while found is None and time.monotonic() < deadline:
+                for e in tiga_cffi.tiga_read(c.response_name, ipc_directory=ipc_dir).entries:
+                    env = e.envelope()
+                    if env.id == rid:
+                        found = (env, e.media_type)
+                time.sleep(0.02)
+            assert found is not None
+            assert found[0].data == "zip:ped:gz" and found[1] == protocol.MEDIA_MSGPACK
+
+
+def test_client_killed_is_scavenged(ipc_dir):
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, lambda m, d, c: d, stale_after=0.5,
+                                     scavenge_interval=0.2, discovery_interval=0.1) as srv:
+        ready = CTX.Event()
+        p = CTX.Process(target=hold_client, args=(str(ipc_dir), "svc", "doomed", ready))
+        p.start()
+        assert ready.wait(30)
+        assert "doomed" in srv.clients
+        assert tiga_cffi.has_live_listener("svc.resp.doomed", ipc_directory=ipc_dir)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+                "doomed" in srv.clients or list(ipc_dir.glob("tiga_svc.*.doomed_*"))):
+            time.sleep(0.1)
+        assert "doomed" not in srv.clients
+        assert list(ipc_dir.glob("tiga_svc.*.doomed_*")) == []
+        # a live client is left alone
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, client_id="alive", timeout=10) as c:
+            c.invoke("echo", "x")
+            time.sleep(1.2)
+            assert "alive" in srv.clients and c.invoke("echo", "still") == "still"
+
+
+def test_invoke_argument_errors(ipc_dir):
+    with pytest.raises(tiga_cffi.InvalidName):
+        tiga_cffi.Client("svc", ipc_directory=ipc_dir, client_id="bad/id")
+    with pytest.raises(tiga_cffi.InvalidName):
+        tiga_cffi.tiga_invoke("../x", "y", "m", "d", ipc_directory=ipc_dir, timeout=1)
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, lambda m, d, c: d):
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=10) as c:
+            with pytest.raises(tiga_cffi.InvalidType):
+                c.invoke(42, "x")
+            with pytest.raises(tiga_cffi.InvalidType):
+                c.invoke("m", object())
+            with pytest.raises(tiga_cffi.InvalidArgument):
+                c.invoke("m", "x", timeout=-1)

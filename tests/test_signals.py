@@ -1,0 +1,49 @@
+"""Blocking waits let Python's signal handlers run (PEP 475 style)."""
+
+import signal
+import threading
+import time
+
+import pytest
+
+import tiga_cffi
+
+pytestmark = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
+
+
+def test_benign_handler_keeps_the_deadline(ipc_dir):
+    hits = []
+    old = signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+    try:
+        with tiga_cffi.create_tiga_notification_listener("sig", ipc_directory=ipc_dir) as lst:
+            signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+            t0 = time.monotonic()
+            assert lst.wait(0.5) is False
+            elapsed = time.monotonic() - t0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert hits, "the handler never ran during the wait"
+    assert 0.45 <= elapsed < 3
+
+
+class Boom(Exception):
+    pass
+
+
+def test_raising_handler_interrupts_at_once(ipc_dir):
+    def handler(*a):
+        raise Boom()
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        with tiga_cffi.create_tiga_notification_listener("sig2", ipc_directory=ipc_dir) as lst:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            t0 = time.monotonic()
+            with pytest.raises(Boom):
+                lst.wait(30)
+            assert time.monotonic() - t0 < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
