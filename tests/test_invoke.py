@@ -154,7 +154,8 @@ def test_restarted_server_never_runs_an_invoke_twice(ipc_dir):
         time.sleep(0.3)
     assert calls == ["a", "b", "c"]
     resp = [e.envelope() for e in tiga_cffi.tiga_read("svc.resp.k", ipc_directory=ipc_dir).entries]
-    assert [r.data for r in resp] == ["a", "b", "c"] and resp[-1].id == pending_id
+    # answered responses the client consumed may be trimmed (ack-trim); c is there
+    assert [r.data for r in resp][-1] == "c" and resp[-1].id == pending_id
 
 
 def test_close_answers_requests_already_read(ipc_dir):

@@ -49,6 +49,7 @@ class ReadResult(NamedTuple):
     last_id: int
     entries: List[Entry]
     missed: int
+    first_id: int = 0  # the oldest retained entry's id (0: the log is empty)
 
     def __str__(self) -> str:
         return f"last_id={self.last_id} entries={len(self.entries)} missed={self.missed}"
@@ -304,7 +305,7 @@ class Channel:
             self._handle.release()
         res = out[0]
         try:
-            return ReadResult(res.last_id, _entries_of(res), res.missed)
+            return ReadResult(res.last_id, _entries_of(res), res.missed, res.first_id)
         finally:
             lib.tiga_read_result_free(res)
 

@@ -19,7 +19,10 @@ from collections import OrderedDict
 from typing import Any, Dict, Optional, Set, Tuple
 
 from . import protocol
-from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout
+import msgpack
+
+from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout, check
+from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, validate_name
 from .notify import DEFAULT_SPIN, NotificationListener, wait_for_listener
 
@@ -52,7 +55,8 @@ class Endpoint:
     """The pair of channels one client uses, with its response listener."""
 
     def __init__(self, request: str, response: str, ipc_directory: PathLike,
-                 spin: float = DEFAULT_SPIN) -> None:
+                 spin: float = DEFAULT_SPIN, min_age: Optional[float] = None,
+                 ack_trim: bool = True) -> None:
         validate_name(request, "request channel name")
         validate_name(response, "response channel name")
         d = fs_directory(ipc_directory)
@@ -60,7 +64,7 @@ class Endpoint:
         self.request_name, self.response_name = request, response
         self._resp = Channel(response, ipc_directory=d)
         try:
-            self._req = Channel(request, ipc_directory=d)
+            self._req = Channel(request, ipc_directory=d, min_age=min_age)
             self._listener = NotificationListener(response, ipc_directory=d, spin=spin)
             self._last = self._resp.read().last_id
         except BaseException:
@@ -69,6 +73,8 @@ class Endpoint:
         self._cond = threading.Condition()
         self._waiting: Set[str] = set()
         self._done: Dict[str, protocol.Response] = {}
+        self._eids: Dict[str, int] = {}  # request id -> entry id of the invoke
+        self.ack_trim = ack_trim
         self._draining = False
         self._ready_until = 0.0
         self.missed = 0  # responses trimmed before this client read them
@@ -88,27 +94,111 @@ class Endpoint:
             raise InvalidType(f"method must be str, not {type(method).__name__}")
         timeout = _check_timeout(timeout)
         deadline = time.monotonic() + timeout
-        rid = protocol.new_id()
         try:
-            body = protocol.encode_invoke(method, data, rid)
+            packed = msgpack.packb(data)
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidType(f"invoke data cannot be encoded as MessagePack: {e}") from None
-        now = time.monotonic()
-        if now >= self._ready_until:
+        if time.monotonic() >= self._ready_until:
             wait_for_listener(self._req, timeout)
             self._ready_until = time.monotonic() + READY_CACHE
         with self._cond:
+            fast = not self._draining and not self._waiting
+            if fast:
+                self._draining = True
+        if fast:
+            try:
+                resp = self._invoke_alone(method, packed, deadline, timeout)
+            finally:
+                with self._cond:
+                    self._draining = False
+                    self._cond.notify_all()
+        else:
+            resp = self._invoke_shared(method, data, deadline, timeout)
+        if resp.code < 0:
+            raise RemoteError(resp.data or "remote error", resp.code)
+        return resp.data
+
+    def _invoke_alone(self, method: str, packed: bytes, deadline: float,
+                      timeout: float) -> protocol.Response:
+        """The common case, no other invoke in flight on this endpoint: append and
+        wait in C, one call each."""
+        req, lst = self._req._raw(), self._listener._raw()
+        idbuf = ffi.new("char[37]")
+        eid = ffi.new("int64_t *")
+        mb = method.encode("utf-8")
+        rh = req.acquire()
+        try:
+            check(lib.tiga_invoke_append(rh, mb, len(mb), packed, len(packed), idbuf, eid))
+        finally:
+            req.release()
+        rid = ffi.string(idbuf).decode("ascii")
+        start = self._last
+        out = ffi.new("tiga_response *")
+        lh = lst.acquire()
+        try:
+            while True:
+                ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+                rc = lib.tiga_response_wait(lh, start, idbuf, ms, self._listener.spin_us, out)
+                if rc == lib.TIGA_EINTR:
+                    continue  # Python ran its signal handlers; go on with the time left
+                if rc == lib.TIGA_ETIMEDOUT:
+                    raise self._timeout(timeout)
+                check(rc)
+                if out.found:
+                    data = ffi.buffer(out.data, out.data_len)[:].decode("utf-8", "replace")
+                    resp = protocol.Response(rid, data, out.code)
+                    seen = out.last_id
+                    break
+                # an entry C cannot read (compressed): decode in Python from here on
+                with self._cond:
+                    self._waiting.add(rid)
+                    self._eids[rid] = eid[0]
+                try:
+                    return self._drain_until(rid, deadline, timeout)
+                finally:
+                    with self._cond:
+                        self._waiting.discard(rid)
+                        self._eids.pop(rid, None)
+        finally:
+            lib.tiga_response_clear(out)
+            lst.release()
+        self._ack(eid[0])
+        with self._cond:
+            others = bool(self._waiting)
+        if others:
+            self._drain()  # responses for invokes that started meanwhile
+        else:
+            self._last = max(self._last, seen)
+        return resp
+
+    def _ack(self, entry_id: int) -> None:
+        """The server answered request ``entry_id``, so it read every request up to
+        it (servers drain in order): they may go at our next write (ack-trim)."""
+        if not self.ack_trim:
+            return
+        req = self._req._raw()
+        h = req.acquire()
+        try:
+            lib.tiga_channel_set_ack(h, entry_id)
+        finally:
+            req.release()
+
+    def _invoke_shared(self, method: str, data: Any, deadline: float,
+                       timeout: float) -> protocol.Response:
+        rid = protocol.new_id()
+        body = protocol.encode_invoke(method, data, rid)
+        with self._cond:
             self._waiting.add(rid)
         try:
-            self._req.write(body, media_type=protocol.MEDIA_MSGPACK)
-            resp = self._await(rid, deadline, timeout)
+            eid = self._req.write(body, media_type=protocol.MEDIA_MSGPACK).id
+            with self._cond:
+                self._eids[rid] = eid
+            return self._await(rid, deadline, timeout)
         finally:
             with self._cond:
                 self._waiting.discard(rid)
                 self._done.pop(rid, None)
-        if resp.code < 0:
-            raise RemoteError(resp.data or "remote error", resp.code)
-        return resp.data
+                self._eids.pop(rid, None)
 
     def _await(self, rid: str, deadline: float, timeout: float) -> protocol.Response:
         with self._cond:
@@ -123,19 +213,22 @@ class Endpoint:
                     raise self._timeout(timeout)
                 self._cond.wait(left)
         try:
-            while True:
-                self._drain()
-                with self._cond:
-                    if rid in self._done:
-                        return self._done.pop(rid)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._timeout(timeout)
-                self._listener.wait(left)
+            return self._drain_until(rid, deadline, timeout)
         finally:
             with self._cond:
                 self._draining = False
                 self._cond.notify_all()
+
+    def _drain_until(self, rid: str, deadline: float, timeout: float) -> protocol.Response:
+        while True:
+            self._drain()
+            with self._cond:
+                if rid in self._done:
+                    return self._done.pop(rid)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._timeout(timeout)
+            self._listener.wait(left)
 
     def _timeout(self, timeout: float) -> Timeout:
         self._ready_until = 0.0  # check the server again next time
@@ -146,6 +239,7 @@ class Endpoint:
         self._last = r.last_id
         self.missed += r.missed
         found = False
+        eid = None
         for e in r.entries:
             if not protocol.is_envelope_media(e.media_type):
                 continue
@@ -158,6 +252,9 @@ class Endpoint:
                     if env.id in self._waiting:
                         self._done[env.id] = env
                         found = True
+                        eid = self._eids.get(env.id)
+                if eid is not None:
+                    self._ack(eid)
         if found:
             with self._cond:
                 self._cond.notify_all()
@@ -173,14 +270,15 @@ class Client:
 
     def __init__(self, channel_name: str, *, ipc_directory: PathLike,
                  client_id: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
-                 spin: float = DEFAULT_SPIN) -> None:
+                 spin: float = DEFAULT_SPIN, min_age: Optional[float] = None) -> None:
         validate_name(channel_name)
         self.channel_name = channel_name
         self.client_id = validate_name(client_id, "client id") if client_id is not None \
             else new_client_id()
         self.timeout = _check_timeout(timeout)
         self._ep = Endpoint(request_name(channel_name, self.client_id),
-                            response_name(channel_name, self.client_id), ipc_directory, spin)
+                            response_name(channel_name, self.client_id), ipc_directory, spin,
+                            min_age)
         self.ipc_directory = self._ep.ipc_directory
 
     @property

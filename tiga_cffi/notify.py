@@ -61,7 +61,7 @@ class NotificationListener:
         self.ipc_directory = fs_directory(ipc_directory)
         if spin < 0:
             raise InvalidArgument("spin must not be negative")
-        self._spin_us = int(spin * 1e6)
+        self.spin_us = int(spin * 1e6)
         out = ffi.new("tiga_listener **")
         check(lib.tiga_listener_open(self.ipc_directory.encode(), nb, make_options(), out))
         self._handle = OwnedHandle(out[0], lib.tiga_listener_close, f"listener on {name!r}")
@@ -72,7 +72,7 @@ class NotificationListener:
         ``timeout`` in seconds, None waits forever. Like threading.Event.wait."""
         h = self._handle.acquire()
         try:
-            spin = self._spin_us
+            spin = self.spin_us
             return blocking_call(lambda ms: lib.tiga_listener_wait(h, ms, spin), timeout)
         finally:
             self._handle.release()
@@ -88,6 +88,9 @@ class NotificationListener:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
+
+    def _raw(self) -> OwnedHandle:
+        return self._handle
 
     def close(self) -> None:
         """Give the slot back and close the files."""

@@ -4,14 +4,16 @@ responses, scavenging of dead clients (PROTOCOL section 6)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import protocol
-from ._errors import InvalidArgument, InvalidType, TigaError
+from ._errors import InvalidArgument, InvalidType, TigaError, check
+from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, validate_name
 from .client import request_name, response_name
 from .notify import DEFAULT_SPIN, DirectoryWatch, NotificationListener
@@ -71,6 +73,9 @@ class _Worker:
         self.listener: Optional[NotificationListener] = None
         self.last = 0
         self.ready = threading.Event()
+        # (request entry id, response entry id) of answers not yet known consumed
+        self.answered: Deque[Tuple[int, int]] = collections.deque()
+        self._eid = ffi.new("int64_t *")
         self.thread = threading.Thread(target=self._run, name=f"tiga-worker-{client_id or '-'}",
                                        daemon=True)
 
@@ -81,9 +86,12 @@ class _Worker:
     def _open(self) -> bool:
         d = self.server.ipc_directory
         try:
-            self.req = Channel(self.req_name, ipc_directory=d)
+            srv = self.server
+            self.req = Channel(self.req_name, ipc_directory=d, min_age=srv.min_age,
+                               write_timeout=srv.write_timeout)
             self.resp = self.req if self.resp_name == self.req_name else Channel(
-                self.resp_name, ipc_directory=d, write_timeout=self.server.write_timeout)
+                self.resp_name, ipc_directory=d, write_timeout=srv.write_timeout,
+                min_age=srv.min_age)
             self.listener = NotificationListener(self.req_name, ipc_directory=d,
                                                  spin=self.server.spin)
             return True
@@ -164,10 +172,31 @@ class _Worker:
             self.error("read", e)
             return
         self.last = r.last_id
+        self._ack_responses(r.first_id)
         for e in r.entries:
             env = self._invoke_of(e)
             if env is not None:
                 self._handle(e, env)
+
+    def _ack_responses(self, first_request: int) -> None:
+        """A request gone from the request log was trimmed by its client: after it
+        read our response (ack-trim), or after the minimum age. Either way that
+        response may go from the response log at our next write, whatever its age,
+        which keeps the response log short under load."""
+        q = self.answered
+        if not q or self.resp is self.req:
+            return
+        acked = 0
+        while q and (first_request == 0 or q[0][0] < first_request):
+            acked = q.popleft()[1]
+        if acked:
+            assert self.resp is not None
+            raw = self.resp._raw()
+            h = raw.acquire()
+            try:
+                lib.tiga_channel_set_ack(h, acked)
+            finally:
+                raw.release()
 
     def _handle(self, e: Any, env: protocol.Invoke) -> None:
         ctx = InvokeContext(self.server.channel_name, self.client_id, self.req_name,
@@ -180,8 +209,16 @@ class _Worker:
             self.error("invoke", err, request_id=env.id, method=env.method)
         assert self.resp is not None
         try:
-            self.resp.write(protocol.encode_response(env.id, data, code),
-                            media_type=protocol.MEDIA_MSGPACK)
+            raw = self.resp._raw()
+            h = raw.acquire()
+            try:
+                payload = data.encode("utf-8", "surrogatepass")
+                check(lib.tiga_response_append(h, env.id.encode("utf-8"), payload, len(payload),
+                                               code, self._eid))
+            finally:
+                raw.release()
+            if self.resp is not self.req:
+                self.answered.append((e.id, self._eid[0]))
         except TigaError as err:
             self.error("write", err, request_id=env.id, method=env.method)
 
@@ -213,7 +250,7 @@ class TigaServer:
                  on_error: Optional[ErrorHandler] = None, discovery_interval: float = 1.0,
                  wait_timeout: float = 1.0, *, scavenge_interval: float = 30.0,
                  stale_after: float = 300.0, write_timeout: float = 5.0,
-                 spin: float = DEFAULT_SPIN) -> None:
+                 spin: float = DEFAULT_SPIN, min_age: Optional[float] = None) -> None:
         validate_name(channel_name)
         if not callable(on_invoke):
             raise InvalidType("on_invoke must be callable")
@@ -229,6 +266,7 @@ class TigaServer:
         self.stale_after = _interval(stale_after, "stale_after", 0.0)
         self.write_timeout = write_timeout
         self.spin = spin
+        self.min_age = min_age
         self._workers: Dict[Optional[str], _Worker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -143,6 +143,7 @@ typedef struct tiga_read_result {
     int64_t schema_version;       /* -1: plain form; otherwise the envelope's schema version */
     uint64_t version;             /* the state word the payload was read under (0: empty) */
     size_t retained;              /* entries retained in the logbook */
+    int64_t first_id;             /* id of the oldest retained entry (0: none) */
     size_t payload_len;           /* bytes of the payload */
     size_t count;                 /* entries returned (id > after_id), in id order */
     tiga_entry *entries;
@@ -211,6 +212,11 @@ TIGA_API int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, siz
  * nothing written gives an empty result with last_id 0.
  * Errors: TIGA_ECORRUPT, TIGA_ETRUNCATED, TIGA_ENOMEM, -errno.  Thread-safe. */
 TIGA_API int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out);
+
+/* Acknowledge: entries with id <= ack_id were consumed by their reader, so
+ * this handle's appends may trim them whatever their age (used by a client
+ * for requests its server has answered).  Never lowers the mark. */
+TIGA_API int tiga_channel_set_ack(tiga_channel *ch, int64_t ack_id);
 
 /* Free a read result.  NULL is a no-op. */
 TIGA_API void tiga_read_result_free(tiga_read_result *r);
@@ -281,6 +287,48 @@ TIGA_API int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t sp
 /* Wait until channel `ch` has a live listener, within timeout_ms.
  * Returns TIGA_OK, TIGA_ENOTREADY (timeout) or TIGA_EINTR. */
 TIGA_API int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms);
+
+/* ---------------------------------------------------------------- invoke envelopes */
+
+/* A response found by tiga_response_find / tiga_response_wait. */
+typedef struct tiga_response {
+    int64_t last_id;      /* the response log's last id when the scan ended */
+    int32_t found;        /* 1: the response with the id was found */
+    int32_t code;         /* its code (0 success, -1 failure) */
+    int32_t unjudged;     /* entries after after_id the scan could not read (compressed
+                             envelopes): the caller should decode them itself */
+    uint8_t *data;        /* response data (UTF-8, owned; freed by tiga_response_clear) */
+    size_t data_len;
+} tiga_response;
+
+/* Append an invoke envelope [id, 1, method, data] as an application/x-msgpack
+ * entry.  `data` is one MessagePack-encoded value (copied as it is); id_out
+ * (37 bytes) gets the fresh request id, *entry_id the entry's id.  Errors as
+ * tiga_channel_append.  Thread-safe. */
+TIGA_API int tiga_invoke_append(tiga_channel *req, const char *method, size_t method_len,
+                                const uint8_t *data, size_t data_len, char *id_out,
+                                int64_t *entry_id);
+
+/* Append a response envelope [id, 2, data, code] (uncompressed
+ * application/x-msgpack, readable by every peer); *entry_id (may be NULL)
+ * gets the entry's id.  Thread-safe. */
+TIGA_API int tiga_response_append(tiga_channel *resp, const char *request_id,
+                                  const char *data, size_t data_len, int32_t code,
+                                  int64_t *entry_id);
+
+/* Look through the response entries with id > after_id for the response to
+ * request_id.  Fills *out (clear it with tiga_response_clear).  Thread-safe. */
+TIGA_API int tiga_response_find(tiga_channel *resp, int64_t after_id, const char *request_id,
+                                tiga_response *out);
+
+/* tiga_response_find on the listener's channel, waiting on the listener
+ * between looks, until found, an unjudged entry appears, or timeout_ms.
+ * TIGA_OK (check out->found), TIGA_ETIMEDOUT or TIGA_EINTR. */
+TIGA_API int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_id,
+                                int64_t timeout_ms, int64_t spin_us, tiga_response *out);
+
+/* Free out->data and zero *out.  NULL is a no-op. */
+TIGA_API void tiga_response_clear(tiga_response *r);
 
 /* ---------------------------------------------------------------- directory watch */
 

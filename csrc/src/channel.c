@@ -218,6 +218,7 @@ int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms)
         return tiga_fail(TIGA_EINVAL, "min_age_ms must not be negative");
     plat_mutex_lock(&ch->lock);
     ch->opt.min_age_ms = min_age_ms;
+    ch->cache.old_cnt = 0; /* a longer minimum age can make old entries young again */
     plat_mutex_unlock(&ch->lock);
     return TIGA_OK;
 }
@@ -322,10 +323,9 @@ static int load_payload(tiga_channel *ch, bool locked)
             rc = lb_buf_reserve(&ch->cache, (size_t)ch->capacity);
         size_t got = 0;
         if (rc == 0) {
-            ch->cache.start = TIGA_HEADROOM;
+            /* into the spare buffer: the current payload stays for comparison */
             ch->cache_version = 0;
-            ch->cache.len = 0;
-            rc = plat_pread(ch->fd_data[idx], ch->cache.mem + TIGA_HEADROOM, (size_t)size, 0,
+            rc = plat_pread(ch->fd_data[idx], ch->cache.spare + TIGA_HEADROOM, (size_t)size, 0,
                             &got);
             if (rc)
                 tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, idx, tiga_strerror(rc));
@@ -340,7 +340,7 @@ static int load_payload(tiga_channel *ch, bool locked)
                              "%llu",
                              ch->base, idx, got, (unsigned long long)size);
         /* Verify the copy, never the shared bytes. */
-        uint64_t sum = tiga_wyhash(ch->cache.mem + TIGA_HEADROOM, (size_t)size, 0) & 0xFFFFFF;
+        uint64_t sum = tiga_wyhash(ch->cache.spare + TIGA_HEADROOM, (size_t)size, 0) & 0xFFFFFF;
         if (sum != tiga_ver_sum(v)) {
             if (atomic_load(ch->version) != v)
                 continue; /* overwritten while we read it: try the new one */
@@ -353,16 +353,29 @@ static int load_payload(tiga_channel *ch, bool locked)
             plat_sleep_us(100 << bad);
             continue;
         }
-        ch->cache.len = (size_t)size;
-        rc = lb_buf_validate(&ch->cache);
+        rc = lb_buf_adopt(&ch->cache, (size_t)size);
         if (rc) {
-            ch->cache.len = 0;
-            return tiga_fail(rc, "%s_data_%u: %s", ch->base, idx, tiga_last_error());
+            char why[400];
+            snprintf(why, sizeof why, "%s", tiga_last_error());
+            return tiga_fail(rc, "%s_data_%u: %s", ch->base, idx, why);
         }
         ch->cache_version = v;
         (void)attempt;
         return 0;
     }
+}
+
+int ch_load(tiga_channel *ch) { return load_payload(ch, false); }
+
+int tiga_channel_set_ack(tiga_channel *ch, int64_t ack_id)
+{
+    if (!ch)
+        return tiga_fail(TIGA_EINVAL, "NULL channel");
+    plat_mutex_lock(&ch->lock);
+    if (ack_id > ch->ack_id)
+        ch->ack_id = ack_id;
+    plat_mutex_unlock(&ch->lock);
+    return TIGA_OK;
 }
 
 int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out)
@@ -372,9 +385,7 @@ int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out
     plat_mutex_lock(&ch->lock);
     int rc = load_payload(ch, false);
     if (rc == 0) {
-        static const uint8_t empty[1];
-        const uint8_t *p = ch->cache.len ? ch->cache.mem + ch->cache.start : empty;
-        rc = lb_decode(p, ch->cache.len, after_id, true, out); /* validated at load */
+        rc = lb_buf_decode(&ch->cache, after_id, out); /* validated at load */
         if (rc == 0)
             (*out)->version = ch->cache_version;
     }
@@ -474,7 +485,7 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     int64_t fid = 0;
     bool moved = true;
     rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
-                       ch->opt.min_age_ms * 1000000, ch->capacity, &fid, &moved);
+                       ch->opt.min_age_ms * 1000000, ch->ack_id, ch->capacity, &fid, &moved);
     if (rc == TIGA_EFULL) {
         *oldest_ts = INT64_MIN;
         if (ch->cache.len && ch->cache.h.count) {
@@ -571,11 +582,32 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
     }
 }
 
+/* Instance and request ids: random version 4 UUIDs.  They must be unique,
+ * not secret, so a per-thread splitmix64 seeded from the OS (again after a
+ * fork) saves a system call per id. */
+static uint64_t next_random(void)
+{
+    static _Thread_local uint64_t state;
+    static _Thread_local int32_t owner;
+    int32_t me = plat_getpid();
+    if (owner != me || state == 0) {
+        plat_random(&state, sizeof state);
+        state |= 1;
+        owner = me;
+    }
+    uint64_t z = (state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
 void tiga_new_guid(char out[37])
 {
     static const char hx[] = "0123456789abcdef";
     uint8_t b[16];
-    plat_random(b, sizeof b);
+    uint64_t r0 = next_random(), r1 = next_random();
+    memcpy(b, &r0, 8);
+    memcpy(b + 8, &r1, 8);
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     int j = 0;

@@ -68,28 +68,55 @@ uint8_t *lb_write_entry(uint8_t *dst, const tiga_message *m, int64_t id, const c
 size_t lb_encode_header(uint8_t *tmp, bool enveloped, int64_t schema, int64_t last_id,
                         uint32_t count);
 
-/* A payload held with TIGA_HEADROOM bytes of room in front of it. */
+/* A payload held with TIGA_HEADROOM bytes of room in front of it, with an
+ * index of where each entry starts. */
 typedef struct lb_buf {
-    uint8_t *mem;            /* allocation: TIGA_HEADROOM + cap bytes */
+    uint8_t *mem;            /* allocation: lb_buf_total(cap) bytes */
+    uint8_t *spare;          /* a second one, to load a new payload beside the old */
     size_t cap;              /* payload room */
     size_t start;            /* payload begins at mem + start */
     size_t len;              /* payload length */
     lb_header h;             /* parsed header of the payload (valid when len > 0) */
-    size_t first_young;      /* offset (from payload start) up to which entries were checked old */
+    /* index: entry k (0 <= k < cnt) starts at mem + pos[head + k] */
+    size_t *pos;
+    size_t pos_cap, head, cnt;
+    size_t old_cnt;          /* leading entries known to be trimmable */
+    int64_t first_id;        /* id of entry 0 */
+    bool consecutive;        /* ids are first_id, first_id + 1, ... */
 } lb_buf;
 
 int lb_buf_reserve(lb_buf *b, size_t cap);
 void lb_buf_free(lb_buf *b);
-/* Validate the payload in b (parse the header, walk every entry). */
+/* Validate the payload in b (parse the header, walk every entry) and index it. */
 int lb_buf_validate(lb_buf *b);
+/* A new payload of len bytes was put at b->spare + TIGA_HEADROOM (and its
+ * checksum verified): validate it (entries it shares byte for byte with the
+ * current payload are not walked again) and make it the current one. */
+int lb_buf_adopt(lb_buf *b, size_t len);
+/* Decode the entries with id > after_id of the (validated) payload in b. */
+int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out);
 /* Append msgs to the payload in b in place (trim, write entries after the
  * last one, rewrite the header right before the first retained entry). */
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
-                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id,
-                  bool *moved);
+                  int64_t now_ns, int64_t min_age_ns, int64_t ack_id, uint64_t capacity,
+                  int64_t *first_id, bool *moved);
 /* Decode entries with id > after_id out of payload p[0..n) into a new result
  * (which copies the bytes it needs). */
 int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_read_result **out);
+
+/* ---- MessagePack pieces for envelopes (logbook.c) */
+size_t mp_int_size(int64_t v);
+size_t mp_str_size(size_t n);
+uint8_t *mp_put_int(uint8_t *d, int64_t v);
+uint8_t *mp_put_str(uint8_t *d, const void *s, size_t n);
+/* A response envelope [id: str, 2, data: str, code: int, ...]: 0 and its
+ * fields, or -1 for anything else. */
+int mp_parse_response(const uint8_t *p, size_t n, const uint8_t **id, size_t *id_len,
+                      const uint8_t **data, size_t *data_len, int64_t *code);
+
+/* ---- channel.c for rpc.c */
+struct tiga_channel;
+int ch_load(struct tiga_channel *ch);   /* load_payload for a reader; caller holds ch->lock */
 
 /* ---- identity */
 void tiga_new_guid(char out[37]);
@@ -125,6 +152,7 @@ struct tiga_channel {
      * valid while no other writer has written since. */
     bool own_valid[2];
     size_t own_len[2];
+    int64_t ack_id;              /* entries with id <= ack_id may be trimmed at any age */
 };
 
 #endif

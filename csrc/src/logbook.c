@@ -482,20 +482,29 @@ size_t lb_encode_header(uint8_t *tmp, bool enveloped, int64_t schema, int64_t la
 
 /* ------------------------------------------------------------ buffers */
 
+static size_t buf_total(size_t cap) { return TIGA_HEADROOM + cap + cap / 2 + 4096; }
+
 int lb_buf_reserve(lb_buf *b, size_t cap)
 {
     /* Room for the payload plus slack, so that trimming can move the payload
      * forward several times before it has to be moved back. */
-    size_t total = TIGA_HEADROOM + cap + cap / 2 + 4096;
     if (b->mem && b->cap >= cap)
         return 0;
-    uint8_t *m = malloc(total);
-    if (!m)
-        return tiga_fail(TIGA_ENOMEM, "cannot allocate %zu bytes for a payload buffer", total);
+    size_t total = buf_total(cap);
+    uint8_t *m = malloc(total), *sp = malloc(total);
+    if (!m || !sp) {
+        free(m);
+        free(sp);
+        return tiga_fail(TIGA_ENOMEM, "cannot allocate 2 x %zu bytes for payload buffers", total);
+    }
     if (b->mem && b->len)
         memcpy(m + TIGA_HEADROOM, b->mem + b->start, b->len);
+    for (size_t k = 0; b->mem && k < b->cnt; k++)
+        b->pos[b->head + k] = b->pos[b->head + k] - b->start + TIGA_HEADROOM;
     free(b->mem);
+    free(b->spare);
     b->mem = m;
+    b->spare = sp;
     b->cap = cap;
     b->start = TIGA_HEADROOM;
     return 0;
@@ -504,31 +513,154 @@ int lb_buf_reserve(lb_buf *b, size_t cap)
 void lb_buf_free(lb_buf *b)
 {
     free(b->mem);
+    free(b->spare);
+    free(b->pos);
     memset(b, 0, sizeof *b);
 }
 
-static size_t buf_total(const lb_buf *b) { return TIGA_HEADROOM + b->cap + b->cap / 2 + 4096; }
+/* ---- the entry index */
+
+static void idx_reset(lb_buf *b)
+{
+    b->head = b->cnt = b->old_cnt = 0;
+    b->consecutive = true;
+    b->first_id = 0;
+}
+
+static int idx_push(lb_buf *b, size_t at, int64_t id)
+{
+    if (b->head + b->cnt == b->pos_cap) {
+        if (b->head > 0 && b->head >= b->cnt) {
+            memmove(b->pos, b->pos + b->head, b->cnt * sizeof *b->pos);
+            b->head = 0;
+        } else {
+            size_t nc = b->pos_cap ? b->pos_cap * 2 : 256;
+            size_t *np = realloc(b->pos, nc * sizeof *np);
+            if (!np)
+                return tiga_fail(TIGA_ENOMEM, "cannot grow the entry index");
+            b->pos = np;
+            b->pos_cap = nc;
+        }
+    }
+    if (b->cnt == 0)
+        b->first_id = id;
+    else if (id != b->first_id + (int64_t)b->cnt)
+        b->consecutive = false;
+    b->pos[b->head + b->cnt++] = at;
+    return 0;
+}
+
+static void idx_trim(lb_buf *b, size_t k)
+{
+    b->head += k;
+    b->cnt -= k;
+    b->old_cnt = b->old_cnt > k ? b->old_cnt - k : 0;
+    b->first_id += (int64_t)k;
+    if (b->cnt == 0)
+        idx_reset(b);
+}
+
+static int walk_entries(lb_buf *b, const uint8_t *p, size_t n, size_t off, uint32_t count)
+{
+    lb_entry e;
+    for (uint32_t i = 0; i < count; i++) {
+        size_t at = off;
+        int rc = lb_next_entry(p, n, &off, &e, true);
+        if (rc)
+            return rc;
+        if ((rc = idx_push(b, b->start + at, e.id)))
+            return rc;
+    }
+    if (off != n)
+        return CORRUPT("%zu bytes follow the logbook's last entry", n - off);
+    return 0;
+}
 
 int lb_buf_validate(lb_buf *b)
 {
     const uint8_t *p = b->mem + b->start;
+    idx_reset(b);
     int rc = lb_parse_header(p, b->len, &b->h);
     if (rc)
         return rc;
-    size_t off = b->h.entries_off;
-    lb_entry e;
-    for (uint32_t i = 0; i < b->h.count; i++) {
-        if ((rc = lb_next_entry(p, b->len, &off, &e, true)))
-            return rc;
+    rc = walk_entries(b, p, b->len, b->h.entries_off, b->h.count);
+    if (rc)
+        idx_reset(b);
+    return rc;
+}
+
+int lb_buf_adopt(lb_buf *b, size_t len)
+{
+    const uint8_t *np = b->spare + TIGA_HEADROOM;
+    lb_header h;
+    int rc = lb_parse_header(np, len, &h);
+    if (rc)
+        return rc;
+    /* Which old entries does the new payload start with?  A well-behaved
+     * writer keeps a suffix of the old entries, byte for byte, then appends. */
+    size_t shared = 0, shared_bytes = 0, k0 = 0;
+    if (b->len && b->cnt && b->consecutive && h.count) {
+        lb_entry e;
+        size_t off = h.entries_off;
+        if (lb_next_entry(np, len, &off, &e, false) == 0 && e.id >= b->first_id &&
+            e.id < b->first_id + (int64_t)b->cnt) {
+            k0 = (size_t)(e.id - b->first_id);
+            size_t from = b->pos[b->head + k0];
+            size_t old_end = b->start + b->len;
+            size_t bytes = old_end - from;
+            size_t entries = b->cnt - k0;
+            if (entries <= h.count && h.entries_off + bytes <= len &&
+                memcmp(np + h.entries_off, b->mem + from, bytes) == 0) {
+                shared = entries;
+                shared_bytes = bytes;
+            }
+        }
     }
-    if (off != b->len)
-        return CORRUPT("%zu bytes follow the logbook's last entry", b->len - off);
+    /* Build the new index: translated positions of the shared entries, then
+     * a walk of the rest. */
+    size_t *old_pos = b->pos + b->head;
+    int64_t old_first = b->first_id;
+    size_t old_from = shared ? old_pos[k0] : 0;
+    lb_buf nb = *b;
+    nb.mem = b->spare;
+    nb.spare = b->mem;
+    nb.start = TIGA_HEADROOM;
+    nb.len = len;
+    nb.h = h;
+    /* positions are rewritten in place: the old ones are not needed after */
+    size_t *tmp = NULL;
+    if (shared) {
+        tmp = malloc(shared * sizeof *tmp);
+        if (!tmp)
+            return tiga_fail(TIGA_ENOMEM, "cannot allocate the entry index");
+        for (size_t k = 0; k < shared; k++)
+            tmp[k] = old_pos[k0 + k] - old_from + TIGA_HEADROOM + h.entries_off;
+    }
+    idx_reset(&nb);
+    for (size_t k = 0; k < shared; k++) {
+        if ((rc = idx_push(&nb, tmp[k], old_first + (int64_t)(k0 + k)))) {
+            free(tmp);
+            goto fail;
+        }
+    }
+    free(tmp);
+    rc = walk_entries(&nb, np, len, h.entries_off + shared_bytes, h.count - (uint32_t)shared);
+    if (rc)
+        goto fail;
+    *b = nb;
     return 0;
+fail:
+    /* keep b's buffers and index array; the caller drops the cache */
+    b->pos = nb.pos;
+    b->pos_cap = nb.pos_cap;
+    b->len = 0;
+    idx_reset(b);
+    return rc;
 }
 
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
-                  int64_t now_ns, int64_t min_age_ns, uint64_t capacity, int64_t *first_id,
-                  bool *moved)
+                  int64_t now_ns, int64_t min_age_ns, int64_t ack_id, uint64_t capacity,
+                  int64_t *first_id, bool *moved)
 {
     if (n == 0)
         return tiga_fail(TIGA_EINVAL, "nothing to append");
@@ -546,22 +678,27 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     if (h.last_id > INT64_MAX - (int64_t)n)
         return CORRUPT("last_id %lld cannot grow any further", (long long)h.last_id);
 
-    /* Trim the leading run of entries older than the minimum age. */
-    size_t keep = h.entries_off;
-    uint32_t count = h.count;
+    if (b->len == 0)
+        idx_reset(b);
+    /* Extend the run of leading entries known to be trimmable: older than the
+     * minimum age, or acknowledged.  Both only grow with time, so the scan
+     * resumes where it stopped (amortised O(1) per append). */
     int64_t cutoff = now_ns - min_age_ns;
-    while (count > 0) {
+    while (b->old_cnt < b->cnt) {
         lb_entry e;
-        size_t off = keep;
+        size_t off = b->pos[b->head + b->old_cnt] - b->start;
         int rc = lb_next_entry(p, b->len, &off, &e, false);
         if (rc)
             return rc;
-        if (e.timestamp >= cutoff)
+        if (e.timestamp >= cutoff && e.id > ack_id)
             break;
-        keep = off;
-        count--;
+        b->old_cnt++;
     }
-
+    size_t first = h.entries_off;
+    size_t trim_end = b->old_cnt < b->cnt ? b->pos[b->head + b->old_cnt] - b->start : b->len;
+    size_t trimmable = trim_end - first;
+    size_t keep = first;
+    uint32_t count = h.count;
     size_t add = 0;
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].len > 0xffffffffu || (msgs[i].len && !msgs[i].data))
@@ -580,6 +717,16 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
                          add, alone + add, (unsigned long long)capacity);
     size_t hl = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
                                  count + (uint32_t)n);
+    /* Trim lazily: a trim moves the retained entries (the next write of this
+     * buffer must then be a full one), so do it when it frees a good part of
+     * the payload, or when the new entries need the room. */
+    bool room = hl + (b->len - first) + add <= capacity;
+    if (trimmable && (!room || trimmable >= 16384 || trimmable * 4 >= b->len)) {
+        keep = trim_end;
+        count = h.count - (uint32_t)b->old_cnt;
+        hl = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
+                              count + (uint32_t)n);
+    }
     size_t kept = b->len - keep;
     size_t new_len = hl + kept + add;
     if (new_len > capacity)
@@ -597,13 +744,23 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     size_t at = b->start + keep; /* absolute offset of the first kept entry */
     if (b->len == 0)
         at = TIGA_HEADROOM;
-    if (at < hl || at + kept + add > buf_total(b)) {
+    idx_trim(b, h.count - count);
+    if (at < hl || at + kept + add > buf_total(b->cap)) {
         memmove(b->mem + TIGA_HEADROOM, b->mem + at, kept);
+        for (size_t k = 0; k < b->cnt; k++)
+            b->pos[b->head + k] -= at - TIGA_HEADROOM;
         at = TIGA_HEADROOM;
     }
     uint8_t *d = b->mem + at + kept;
-    for (size_t i = 0; i < n; i++)
-        d = lb_write_entry(d, &msgs[i], h.last_id + 1 + (int64_t)i, instance, now_ns);
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = h.last_id + 1 + (int64_t)i;
+        if ((rc = idx_push(b, (size_t)(d - b->mem), id))) {
+            idx_reset(b);
+            b->len = 0; /* the caller drops the cache */
+            return rc;
+        }
+        d = lb_write_entry(d, &msgs[i], id, instance, now_ns);
+    }
     memcpy(b->mem + at - hl, hdr, hl);
     b->start = at - hl;
     b->len = new_len;
@@ -624,35 +781,10 @@ typedef struct result_block {
     uint8_t *tail;       /* copy of the payload bytes of the returned entries */
 } result_block;
 
-int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_read_result **out)
+/* Copy p[from..n) (the `count` entries after after_id) into a new result. */
+static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, const lb_header *h,
+                       int64_t after_id, int64_t first_id, tiga_read_result **out)
 {
-    lb_header h;
-    int rc;
-    if (n == 0) {
-        h.enveloped = false;
-        h.schema = -1;
-        h.last_id = 0;
-        h.count = 0;
-        h.entries_off = 0;
-    } else if ((rc = lb_parse_header(p, n, &h))) {
-        return rc;
-    }
-    /* Pass 1: check every entry's shape and find the first with id > after_id. */
-    size_t off = h.entries_off, from = n;
-    uint32_t skip = h.count;
-    lb_entry e;
-    for (uint32_t i = 0; i < h.count; i++) {
-        size_t at = off;
-        if ((rc = lb_next_entry(p, n, &off, &e, !trusted)))
-            return rc;
-        if (skip == h.count && e.id > after_id) {
-            from = at;
-            skip = i;
-        }
-    }
-    if (off != n)
-        return CORRUPT("%zu bytes follow the logbook's last entry", n - off);
-    size_t count = h.count - skip;
     result_block *blk = calloc(1, sizeof *blk + count * sizeof(tiga_entry));
     if (!blk)
         return tiga_fail(TIGA_ENOMEM, "cannot allocate a read result");
@@ -666,9 +798,11 @@ int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_r
         memcpy(blk->tail, p + from, tail_len);
     tiga_read_result *r = &blk->r;
     r->entries = (tiga_entry *)(blk + 1);
-    off = 0;
+    size_t off = 0;
+    lb_entry e;
     for (size_t i = 0; i < count; i++) {
-        if ((rc = lb_next_entry(blk->tail, tail_len, &off, &e, true))) {
+        int rc = lb_next_entry(blk->tail, tail_len, &off, &e, true);
+        if (rc) {
             free(blk->tail);
             free(blk);
             return rc;
@@ -683,15 +817,76 @@ int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_r
         memcpy(t->instance, e.instance, 37);
     }
     r->count = count;
-    r->retained = h.count;
+    r->retained = h->count;
+    r->first_id = h->count ? first_id : 0;
     r->payload_len = n;
-    r->schema_version = h.enveloped ? h.schema : -1;
-    r->last_id = h.last_id > after_id ? h.last_id : after_id;
-    int64_t span = h.last_id > after_id ? h.last_id - after_id : 0;
+    r->schema_version = h->enveloped ? h->schema : -1;
+    r->last_id = h->last_id > after_id ? h->last_id : after_id;
+    int64_t span = h->last_id > after_id ? h->last_id - after_id : 0;
     r->missed = span > (int64_t)count ? span - (int64_t)count : 0;
     r->owner = blk;
     *out = r;
     return 0;
+}
+
+static const lb_header EMPTY_HEADER = {false, -1, 0, 0, 0};
+
+int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_read_result **out)
+{
+    lb_header h = EMPTY_HEADER;
+    int rc;
+    if (n > 0 && (rc = lb_parse_header(p, n, &h)))
+        return rc;
+    /* Check every entry's shape and find the first with id > after_id. */
+    size_t off = h.entries_off, from = n;
+    uint32_t skip = h.count;
+    int64_t first_id = 0;
+    lb_entry e;
+    for (uint32_t i = 0; i < h.count; i++) {
+        size_t at = off;
+        if ((rc = lb_next_entry(p, n, &off, &e, !trusted)))
+            return rc;
+        if (i == 0)
+            first_id = e.id;
+        if (skip == h.count && e.id > after_id) {
+            from = at;
+            skip = i;
+        }
+    }
+    if (off != n)
+        return CORRUPT("%zu bytes follow the logbook's last entry", n - off);
+    return decode_tail(p, n, from, h.count - skip, &h, after_id, first_id, out);
+}
+
+int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out)
+{
+    static const uint8_t empty[1];
+    if (b->len == 0)
+        return decode_tail(empty, 0, 0, 0, &EMPTY_HEADER, after_id, 0, out);
+    const uint8_t *p = b->mem + b->start;
+    size_t k = b->cnt;
+    if (b->consecutive) {
+        if (b->cnt == 0 || after_id < b->first_id)
+            k = 0;
+        else if (after_id - b->first_id < (int64_t)b->cnt)
+            k = (size_t)(after_id - b->first_id) + 1;
+    } else {
+        for (k = 0; k < b->cnt; k++) {
+            lb_entry e;
+            size_t off = b->pos[b->head + k] - b->start;
+            if (lb_next_entry(p, b->len, &off, &e, false) == 0 && e.id > after_id)
+                break;
+        }
+    }
+    size_t from = k < b->cnt ? b->pos[b->head + k] - b->start : b->len;
+    int64_t first_id = b->first_id;
+    if (b->cnt && !b->consecutive) {
+        lb_entry e;
+        size_t off = b->pos[b->head] - b->start;
+        if (lb_next_entry(p, b->len, &off, &e, false) == 0)
+            first_id = e.id;
+    }
+    return decode_tail(p, b->len, from, b->cnt - k, &b->h, after_id, first_id, out);
 }
 
 void tiga_read_result_free(tiga_read_result *r)
@@ -730,7 +925,8 @@ int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *
         if ((rc = lb_buf_validate(&b)))
             goto done;
     }
-    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, capacity, NULL, NULL)))
+    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, 0, capacity, NULL,
+                            NULL)))
         goto done;
     uint8_t *res = malloc(b.len ? b.len : 1);
     if (!res) {
@@ -746,3 +942,46 @@ done:
 }
 
 void tiga_free(void *p) { free(p); }
+
+/* ------------------------------------------------------------ envelope pieces */
+
+size_t mp_int_size(int64_t v) { return int_size(v); }
+
+size_t mp_str_size(size_t n) { return str_hdr_size(n) + n; }
+
+uint8_t *mp_put_int(uint8_t *d, int64_t v) { return put_int(d, v); }
+
+uint8_t *mp_put_str(uint8_t *d, const void *s, size_t n)
+{
+    if (n <= 31) {
+        *d++ = (uint8_t)(0xa0 | n);
+    } else if (n <= 0xff) {
+        *d++ = 0xd9;
+        d = put_be(d, n, 1);
+    } else if (n <= 0xffff) {
+        *d++ = 0xda;
+        d = put_be(d, n, 2);
+    } else {
+        *d++ = 0xdb;
+        d = put_be(d, n, 4);
+    }
+    if (n)
+        memcpy(d, s, n);
+    return d + n;
+}
+
+int mp_parse_response(const uint8_t *p, size_t n, const uint8_t **id, size_t *id_len,
+                      const uint8_t **data, size_t *data_len, int64_t *code)
+{
+    rd r = {p, n, 0};
+    uint32_t len;
+    int64_t kind;
+    if (rd_array(&r, &len, "an envelope") || len < 4 ||
+        rd_bytes(&r, 's', id, id_len, "an envelope id") || rd_int(&r, &kind, "a kind") ||
+        kind != 2 || rd_bytes(&r, 's', data, data_len, "response data") ||
+        rd_int(&r, code, "a code")) {
+        tiga_clear_error();
+        return -1;
+    }
+    return 0;
+}

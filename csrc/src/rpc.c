@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* Invoke and response envelopes in C: the hot path of a round trip without
+ * a MessagePack round trip through the caller's language. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char MEDIA[] = "application/x-msgpack";
+#define MEDIA_LEN (sizeof MEDIA - 1)
+
+int tiga_invoke_append(tiga_channel *req, const char *method, size_t method_len,
+                       const uint8_t *data, size_t data_len, char *id_out, int64_t *entry_id)
+{
+    if (!req || !method || !id_out || (data_len && !data))
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    if (data_len == 0)
+        return tiga_fail(TIGA_EINVAL, "invoke data must be one MessagePack value");
+    char id[37];
+    tiga_new_guid(id);
+    size_t n = 1 + mp_str_size(36) + 1 + mp_str_size(method_len) + data_len;
+    uint8_t stack[512];
+    uint8_t *buf = n <= sizeof stack ? stack : malloc(n);
+    if (!buf)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    uint8_t *d = buf;
+    *d++ = 0x94;
+    d = mp_put_str(d, id, 36);
+    *d++ = 0x01;
+    d = mp_put_str(d, method, method_len);
+    memcpy(d, data, data_len);
+    tiga_message m = {buf, n, MEDIA};
+    int rc = tiga_channel_append(req, &m, 1, entry_id);
+    if (buf != stack)
+        free(buf);
+    if (rc == 0)
+        memcpy(id_out, id, 37);
+    return rc;
+}
+
+int tiga_response_append(tiga_channel *resp, const char *request_id, const char *data,
+                         size_t data_len, int32_t code, int64_t *entry_id)
+{
+    if (!resp || !request_id || (data_len && !data))
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    size_t idl = strlen(request_id);
+    size_t n = 1 + mp_str_size(idl) + 1 + mp_str_size(data_len) + mp_int_size(code);
+    uint8_t stack[512];
+    uint8_t *buf = n <= sizeof stack ? stack : malloc(n);
+    if (!buf)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    uint8_t *d = buf;
+    *d++ = 0x94;
+    d = mp_put_str(d, request_id, idl);
+    *d++ = 0x02;
+    d = mp_put_str(d, data, data_len);
+    d = mp_put_int(d, code);
+    tiga_message m = {buf, (size_t)(d - buf), MEDIA};
+    int rc = tiga_channel_append(resp, &m, 1, entry_id);
+    if (buf != stack)
+        free(buf);
+    return rc;
+}
+
+void tiga_response_clear(tiga_response *r)
+{
+    if (!r)
+        return;
+    free(r->data);
+    memset(r, 0, sizeof *r);
+}
+
+int tiga_response_find(tiga_channel *ch, int64_t after_id, const char *request_id,
+                       tiga_response *out)
+{
+    if (!ch || !request_id || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    size_t idl = strlen(request_id);
+    tiga_response_clear(out);
+    plat_mutex_lock(&ch->lock);
+    int rc = ch_load(ch);
+    if (rc)
+        goto done;
+    const lb_buf *b = &ch->cache;
+    out->last_id = b->len && b->h.last_id > after_id ? b->h.last_id : after_id;
+    if (b->len == 0)
+        goto done;
+    const uint8_t *p = b->mem + b->start;
+    size_t k = 0;
+    if (b->consecutive && b->cnt && after_id >= b->first_id)
+        k = after_id - b->first_id < (int64_t)b->cnt ? (size_t)(after_id - b->first_id) + 1
+                                                     : b->cnt;
+    for (; k < b->cnt; k++) {
+        lb_entry e;
+        size_t off = b->pos[b->head + k] - b->start;
+        if ((rc = lb_next_entry(p, b->len, &off, &e, false)))
+            goto done;
+        if (e.id <= after_id || !e.media_type)
+            continue;
+        if (e.media_type_len != MEDIA_LEN || memcmp(e.media_type, MEDIA, MEDIA_LEN) != 0) {
+            static const char GZ[] = "application/x-msgpack-compressed";
+            if (e.media_type_len == sizeof GZ - 1 && memcmp(e.media_type, GZ, sizeof GZ - 1) == 0)
+                out->unjudged++;
+            continue;
+        }
+        const uint8_t *id, *data;
+        size_t il, dl;
+        int64_t code;
+        if (mp_parse_response(e.message, e.message_len, &id, &il, &data, &dl, &code) != 0)
+            continue;
+        if (il != idl || memcmp(id, request_id, il) != 0)
+            continue;
+        out->data = malloc(dl ? dl : 1);
+        if (!out->data) {
+            rc = tiga_fail(TIGA_ENOMEM, "out of memory");
+            goto done;
+        }
+        if (dl)
+            memcpy(out->data, data, dl);
+        out->data_len = dl;
+        out->code = code < INT32_MIN ? INT32_MIN : code > INT32_MAX ? INT32_MAX : (int32_t)code;
+        out->found = 1;
+        break;
+    }
+done:
+    plat_mutex_unlock(&ch->lock);
+    return rc;
+}
+
+int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_id,
+                       int64_t timeout_ms, int64_t spin_us, tiga_response *out)
+{
+    if (!l || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    tiga_channel *ch = tiga_listener_channel(l);
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
+    for (;;) {
+        int rc = tiga_response_find(ch, after_id, request_id, out);
+        if (rc || out->found || out->unjudged)
+            return rc;
+        int64_t now = plat_now_ns();
+        if (now >= deadline)
+            return TIGA_ETIMEDOUT;
+        int64_t left = deadline == INT64_MAX ? -1 : (deadline - now + 999999) / 1000000;
+        rc = tiga_listener_wait(l, left, spin_us);
+        if (rc == TIGA_EINTR)
+            return rc;
+        if (rc && rc != TIGA_ETIMEDOUT)
+            return rc;
+    }
+}
