@@ -18,9 +18,9 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Set, Tuple
 
-from . import protocol
 import msgpack
 
+from . import protocol
 from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout, check
 from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, validate_name
