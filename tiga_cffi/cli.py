@@ -1,0 +1,403 @@
+"""The ``tiga`` command: demo, write, read, tail, invoke, serve, ls."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from . import __version__
+from ._errors import (
+    InvalidArgument,
+    InvalidName,
+    InvalidType,
+    RemoteError,
+    ServerNotReady,
+    TigaError,
+    Timeout,
+)
+from .channel import Channel, Entry, fs_directory, validate_name
+from .client import Client
+from .notify import NotificationListener
+from .protocol import ProtocolError, Publish
+from .server import InvokeContext, TigaServer
+
+EXIT_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_REMOTE = 1, 2, 3, 4
+SUFFIXES = ("_state", "_data_0", "_data_1", "_notify")
+
+
+class UserError(Exception):
+    """A mistake on the command line: one line of explanation, no traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_directory() -> str:
+    """A per-user directory under the system temp dir, created 0700."""
+    try:
+        user = str(os.getuid())  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - Windows
+        user = os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"tiga-ipc-{user}")
+
+
+def ipc_directory(args: argparse.Namespace) -> str:
+    d = args.dir or os.environ.get("TIGA_IPC_DIR") or default_directory()
+    d = fs_directory(d)
+    if not os.path.isdir(d):
+        if os.path.exists(d):
+            raise UserError(f"{d} exists and is not a directory")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
+
+
+def existing_channel(d: str, name: str) -> Channel:
+    validate_name(name)
+    if not os.path.exists(os.path.join(d, f"tiga_{name}_state")):
+        raise UserError(f"no channel {name!r} in {d} (tiga ls lists the channels)")
+    return Channel(name, ipc_directory=d, create_dir=False)
+
+
+def entry_text(e: Entry) -> str:
+    """How an entry's message reads on a terminal."""
+    if e.media_type in ("application/x-msgpack", "application/x-msgpack-compressed"):
+        try:
+            env = e.envelope()
+        except ProtocolError:
+            return repr(e.message)
+        if isinstance(env, Publish):
+            return env.data if isinstance(env.data, str) else json.dumps(env.data, default=str)
+        return json.dumps(env._asdict(), default=str)
+    try:
+        return e.message.decode("utf-8")
+    except UnicodeDecodeError:
+        return repr(e.message)
+
+
+def entry_json(e: Entry) -> Dict[str, Any]:
+    return {"id": e.id, "media_type": e.media_type, "instance": e.instance,
+            "timestamp": e.timestamp, "text": entry_text(e),
+            "message_base64": base64.b64encode(e.message).decode("ascii")}
+
+
+def print_entry(e: Entry) -> None:
+    print(f"{e.id}\t{e.media_type or '-'}\t{entry_text(e)}", flush=True)
+
+
+# -- subcommands
+
+def cmd_write(args: argparse.Namespace) -> int:
+    d = ipc_directory(args)
+    with Channel(args.name, ipc_directory=d) as ch:
+        r = ch.write(args.message, media_type=args.media_type) if args.media_type is None \
+            else ch.write(args.message.encode("utf-8"), media_type=args.media_type)
+    print(r.id)
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    d = ipc_directory(args)
+    with existing_channel(d, args.name) as ch:
+        r = ch.read(args.last_id)
+    if args.json:
+        print(json.dumps({"last_id": r.last_id, "missed": r.missed,
+                          "entries": [entry_json(e) for e in r.entries]}, indent=2))
+    else:
+        for e in r.entries:
+            print_entry(e)
+        print(f"# last_id {r.last_id}, {len(r.entries)} entries"
+              + (f", {r.missed} missed" if r.missed else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    d = ipc_directory(args)
+    with existing_channel(d, args.name) as ch, \
+            NotificationListener(args.name, ipc_directory=d) as lst:
+        last = ch.read().last_id if args.last_id is None else args.last_id
+        print(f"# following {args.name!r} in {d} after id {last} (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        while deadline is None or time.monotonic() < deadline:
+            r = ch.read(last)
+            if r.missed:
+                print(f"# missed {r.missed} entries (trimmed before they were read)",
+                      file=sys.stderr, flush=True)
+            for e in r.entries:
+                print_entry(e)
+            last = r.last_id
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            lst.wait(1.0 if left is None else min(1.0, left))
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    d = ipc_directory(args)
+    data: Any = args.data
+    if args.json_data:
+        try:
+            data = json.loads(args.data)
+        except ValueError as e:
+            raise UserError(f"--json: DATA is not JSON: {e}", EXIT_USAGE) from None
+    with Client(args.channel, ipc_directory=d, client_id=args.client_id,
+                timeout=args.timeout) as c:
+        print(c.invoke(args.method, data))
+    return 0
+
+
+def echo_handler(method: str, data: Any, ctx: InvokeContext) -> Any:
+    """The built-in handler: answers every method with the data it was given."""
+    return data
+
+
+def load_handler(spec: str) -> Callable[..., Any]:
+    if spec == "echo":
+        return echo_handler
+    if ":" not in spec:
+        raise UserError(f"--handler {spec!r}: expected module:function or 'echo'", EXIT_USAGE)
+    mod_name, _, func_name = spec.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise UserError(f"--handler {spec!r}: cannot import {mod_name!r}: {e}") from None
+    fn = getattr(mod, func_name, None)
+    if not callable(fn):
+        raise UserError(f"--handler {spec!r}: {mod_name} has no function {func_name!r}")
+    return fn
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    d = ipc_directory(args)
+    sys.path.insert(0, os.getcwd())  # handler modules next to where tiga runs
+    handler = load_handler(args.handler)
+
+    def on_error(err: BaseException, ctx: Any) -> None:
+        print(f"# {ctx.stage} error (client {ctx.client_id}): {err}", file=sys.stderr, flush=True)
+
+    server = TigaServer(args.channel, d, handler, on_error,
+                        discovery_interval=args.discovery_interval)
+    stop = lambda *_: server.close()  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    with server:
+        print(f"serving {args.channel!r} in {d} (pid {os.getpid()}); Ctrl-C stops",
+              file=sys.stderr, flush=True)
+        if args.ready_file:
+            with open(args.ready_file, "w") as f:
+                f.write(str(os.getpid()))
+        server.serve_forever()
+    return 0
+
+
+def channel_names(d: str) -> List[str]:
+    names = []
+    for fn in sorted(os.listdir(d)):
+        if fn.startswith("tiga_") and fn.endswith("_state"):
+            names.append(fn[len("tiga_"):-len("_state")])
+    return names
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    d = ipc_directory(args)
+    rows = []
+    for name in channel_names(d):
+        row: Dict[str, Any] = {"name": name}
+        if not all(os.path.exists(os.path.join(d, f"tiga_{name}{s}")) for s in SUFFIXES):
+            row["error"] = "incomplete: some of the four files are missing"
+        else:
+            try:
+                with Channel(name, ipc_directory=d, create_dir=False) as ch:
+                    info = ch.info()
+                row.update(last_id=info.last_id, retained=info.retained,
+                           payload=info.payload_len, capacity=info.capacity,
+                           listeners=info.live_listeners)
+            except TigaError as e:
+                row["error"] = str(e)
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"directory": d, "channels": rows}, indent=2))
+        return 0
+    if not rows:
+        print(f"no channels in {d}")
+        return 0
+    width = max(len("NAME"), *(len(r["name"]) for r in rows))
+    print(f"{'NAME':<{width}}  {'LAST ID':>8}  {'RETAINED':>8}  {'PAYLOAD / CAPACITY':>20}  "
+          f"{'LISTENERS':>9}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<{width}}  {r['error']}")
+            continue
+        size = f"{r['payload']} / {r['capacity']}"
+        print(f"{r['name']:<{width}}  {r['last_id']:>8}  {r['retained']:>8}  {size:>20}  "
+              f"{r['listeners']:>9}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    d = ipc_directory(args)
+    channel = "tiga-demo"
+    files: List[str] = []
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tiga_cffi", "--dir", d, "serve", channel, "--handler", "echo",
+         "--discovery-interval", "0.1"],
+        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=d)  # not the caller's folder: a source checkout there would shadow the install
+    try:
+        print(f"started an echo server in process {server.pid}")
+        with Client(channel, ipc_directory=d, timeout=args.timeout) as c:
+            t0 = time.perf_counter()
+            reply = c.invoke("echo", "hello from tiga")
+            first = time.perf_counter() - t0
+            samples = []
+            for i in range(200):
+                t0 = time.perf_counter()
+                c.invoke("echo", f"ping {i}")
+                samples.append(time.perf_counter() - t0)
+            samples.sort()
+            print(f"reply: {reply!r}")
+            print(f"first invoke (server start-up included): {first * 1000:.1f} ms")
+            print(f"round trip over 200 invokes: median {samples[100] * 1e6:.0f} us, "
+                  f"p99 {samples[197] * 1e6:.0f} us")
+            print(f"files: {d}{os.sep}tiga_{channel}.req|resp.{c.client_id}_* "
+                  "(removed again when the demo ends)")
+            files = [os.path.join(d, f"tiga_{name}{s}") for name in (c.request_name,
+                                                                      c.response_name)
+                     for s in SUFFIXES]
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    for f in files:
+        try:
+            os.unlink(f)
+        except FileNotFoundError:
+            pass
+    print("server stopped")
+    return 0
+
+
+# -- the parser
+
+def positive(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return v
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tiga",
+        description="Tiga memory-mapped IPC channels from the command line.",
+        epilog="The directory is --dir, else $TIGA_IPC_DIR, else " + default_directory())
+    p.add_argument("--version", action="version", version=f"tiga_cffi {__version__}")
+    p.add_argument("--dir", help="the shared IPC directory")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("demo", help="start an echo server in another process and invoke it")
+    s.add_argument("--timeout", type=positive, default=30.0, help="seconds (default 30)")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("write", help="append a message to a channel (created if missing)")
+    s.add_argument("name")
+    s.add_argument("message")
+    s.add_argument("--media-type", help="store MESSAGE as UTF-8 bytes with this media type "
+                   "(without it: a publish envelope, like the peers' write of a string)")
+    s.set_defaults(func=cmd_write)
+
+    s = sub.add_parser("read", help="print a channel's entries")
+    s.add_argument("name")
+    s.add_argument("--last-id", type=non_negative_int, default=0,
+                   help="only entries after this id")
+    s.add_argument("--json", action="store_true", help="JSON output")
+    s.set_defaults(func=cmd_read)
+
+    s = sub.add_parser("tail", help="follow new entries as they arrive (Ctrl-C stops)")
+    s.add_argument("name")
+    s.add_argument("--last-id", type=non_negative_int, default=None,
+                   help="start after this id (default: only new entries)")
+    s.add_argument("--timeout", type=positive, default=None, help="stop after this many s")
+    s.set_defaults(func=cmd_tail)
+
+    s = sub.add_parser("invoke", help="call METHOD on the server of CHANNEL")
+    s.add_argument("channel")
+    s.add_argument("method")
+    s.add_argument("data")
+    s.add_argument("--json", dest="json_data", action="store_true",
+                   help="send DATA parsed as JSON instead of as a string")
+    s.add_argument("--client-id", help="client id (default <pid>-<random>)")
+    s.add_argument("--timeout", type=positive, default=30.0, help="seconds (default 30)")
+    s.set_defaults(func=cmd_invoke)
+
+    s = sub.add_parser("serve", help="serve CHANNEL with a handler until stopped")
+    s.add_argument("channel")
+    s.add_argument("--handler", default="echo",
+                   help="module:function called as f(method, data, context), or 'echo' "
+                        "(the default)")
+    s.add_argument("--discovery-interval", type=positive, default=1.0,
+                   help="seconds between directory scans (default 1)")
+    s.add_argument("--ready-file", help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("ls", help="list the channels in the directory")
+    s.add_argument("--json", action="store_true", help="JSON output")
+    s.set_defaults(func=cmd_ls)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 0
+    except UserError as e:
+        print(f"tiga: error: {e}", file=sys.stderr)
+        return e.code
+    except (ServerNotReady, Timeout) as e:
+        print(f"tiga: error: {e}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except RemoteError as e:
+        print(f"tiga: the server answered with an error: {e}", file=sys.stderr)
+        return EXIT_REMOTE
+    except (InvalidName, InvalidType, InvalidArgument) as e:
+        print(f"tiga: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except TigaError as e:
+        print(f"tiga: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        print(f"tiga: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
