@@ -242,7 +242,23 @@ void plat_sleep_us(int64_t us)
 
 void plat_yield(void) { sched_yield(); }
 
-int32_t plat_getpid(void) { return (int32_t)getpid(); }
+/* getpid() is a system call with current glibc: keep it, renewed in a forked child. */
+static _Atomic int32_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_after_fork(void) { atomic_store(&cached_pid, (int32_t)getpid()); }
+
+static void pid_init(void)
+{
+    atomic_store(&cached_pid, (int32_t)getpid());
+    pthread_atfork(NULL, NULL, pid_after_fork);
+}
+
+int32_t plat_getpid(void)
+{
+    pthread_once(&pid_once, pid_init);
+    return atomic_load_explicit(&cached_pid, memory_order_relaxed);
+}
 
 int plat_pid_exists(int32_t pid)
 {

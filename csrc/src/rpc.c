@@ -134,15 +134,20 @@ int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_i
         return tiga_fail(TIGA_EINVAL, "NULL argument");
     tiga_channel *ch = tiga_listener_channel(l);
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
+    uint64_t looked = 0; /* version word of the last look: no new look without a change */
     for (;;) {
-        int rc = tiga_response_find(ch, after_id, request_id, out);
-        if (rc || out->found || out->unjudged)
-            return rc;
+        uint64_t v = tiga_channel_version(ch);
+        if (v != looked || v == 0) {
+            int rc = tiga_response_find(ch, after_id, request_id, out);
+            if (rc || out->found || out->unjudged)
+                return rc;
+            looked = v;
+        }
         int64_t now = plat_now_ns();
         if (now >= deadline)
             return TIGA_ETIMEDOUT;
         int64_t left = deadline == INT64_MAX ? -1 : (deadline - now + 999999) / 1000000;
-        rc = tiga_listener_wait(l, left, spin_us);
+        int rc = tiga_listener_wait(l, left, spin_us);
         if (rc == TIGA_EINTR)
             return rc;
         if (rc && rc != TIGA_ETIMEDOUT)
