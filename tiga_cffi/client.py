@@ -76,6 +76,7 @@ class Endpoint:
         self._eids: Dict[str, int] = {}  # request id -> entry id of the invoke
         self.ack_trim = ack_trim
         self._draining = False
+        self._scratch = (ffi.new("char[37]"), ffi.new("int64_t *"), ffi.new("tiga_response *"))
         self._ready_until = 0.0
         self.missed = 0  # responses trimmed before this client read them
 
@@ -123,8 +124,7 @@ class Endpoint:
         """The common case, no other invoke in flight on this endpoint: append and
         wait in C, one call each."""
         req, lst = self._req._raw(), self._listener._raw()
-        idbuf = ffi.new("char[37]")
-        eid = ffi.new("int64_t *")
+        idbuf, eid, out = self._scratch  # only one invoke at a time takes this path
         mb = method.encode("utf-8")
         rh = req.acquire()
         try:
@@ -133,7 +133,6 @@ class Endpoint:
             req.release()
         rid = ffi.string(idbuf).decode("ascii")
         start = self._last
-        out = ffi.new("tiga_response *")
         lh = lst.acquire()
         try:
             while True:

@@ -1,0 +1,475 @@
+"""tiga_cffi beside the other ways two Python processes talk, in one run.
+
+Round trips (request/reply between two processes) for tiga_cffi in three profiles,
+multiprocessing.Pipe, an AF_UNIX socket pair, multiprocessing.Queue and pyzmq REQ/REP
+over ipc:// (when pyzmq is installed: `pip install pyzmq`, for the benchmark only);
+one-way throughput of 64-byte and 1 MiB messages; CPU per invoke; an idle server's CPU;
+a server's memory with 100 clients and over connect/invoke/exit cycles.
+
+Profiles of the tiga_cffi rows:
+  fast      capacity 1 MiB, minimum age 10 ms, ack-trim on, hybrid wait (spin 50 us)
+  compat    capacity 1 MiB, minimum age 1 s (the peers' default), hybrid wait,
+            paced at 1,000 invokes/s
+  blocking  as fast, spin 0 (every wait sleeps on the futex)
+
+    python benchmarks/bench_suite.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import socket
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import print_table, stats_us  # noqa: E402
+
+import tiga_cffi  # noqa: E402
+
+CTX = mp.get_context("spawn")
+REQ = "r" * 32
+REPLY = "a" * 32
+PROFILES = {
+    "fast": {"min_age": 0.01, "spin": 50e-6},
+    "compat": {"min_age": 1.0, "spin": 50e-6},
+    "blocking": {"min_age": 0.01, "spin": 0.0},
+}
+
+
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+# ---------------------------------------------------------------- servers (child processes)
+
+def echo(method, data, ctx):
+    return REPLY
+
+
+def tiga_server(d, profile, ready, stop, out):
+    opts = PROFILES[profile]
+    with tiga_cffi.start_tiga_server("bench", d, echo, discovery_interval=0.1,
+                                     min_age=opts["min_age"], spin=opts["spin"]):
+        ready.set()
+        c0 = cpu_seconds()
+        stop.wait()
+        out.put(cpu_seconds() - c0)
+
+
+def pipe_server(conn, out):
+    c0 = cpu_seconds()
+    while True:
+        msg = conn.recv_bytes()
+        if not msg:
+            break
+        conn.send_bytes(REPLY.encode())
+    out.put(cpu_seconds() - c0)
+
+
+def socket_server(sock, out):
+    c0 = cpu_seconds()
+    while True:
+        msg = sock.recv(64)
+        if not msg or msg == b"quit":
+            break
+        sock.sendall(REPLY.encode())
+    out.put(cpu_seconds() - c0)
+
+
+def queue_server(qin, qout, out):
+    c0 = cpu_seconds()
+    while True:
+        msg = qin.get()
+        if msg is None:
+            break
+        qout.put(REPLY.encode())
+    out.put(cpu_seconds() - c0)
+
+
+def zmq_server(addr, ready, out):
+    import zmq
+
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.REP)
+    s.bind(addr)
+    ready.set()
+    c0 = cpu_seconds()
+    while True:
+        msg = s.recv()
+        if msg == b"quit":
+            s.send(b"")
+            break
+        s.send(REPLY.encode())
+    out.put(cpu_seconds() - c0)
+    s.close()
+    ctx.term()
+
+
+# ---------------------------------------------------------------- round trips
+
+def timed_loop(call: Callable[[], Any], warm: int, n: int, pace: float = 0.0) -> Dict[str, Any]:
+    for _ in range(warm):
+        call()
+    samples = []
+    c0 = cpu_seconds()
+    next_t = time.perf_counter()
+    for _ in range(n):
+        if pace:  # sleep (not spin) until the next slot, so CPU per call stays fair
+            next_t += pace
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+    res = stats_us(samples)
+    res["client_cpu_s"] = cpu_seconds() - c0
+    return res
+
+
+def rr_tiga(d, profile, warm, n):
+    opts = PROFILES[profile]
+    ready, stop, out = CTX.Event(), CTX.Event(), CTX.Queue()
+    p = CTX.Process(target=tiga_server, args=(d, profile, ready, stop, out))
+    p.start()
+    ready.wait(60)
+    pace = 0.001 if profile == "compat" else 0.0
+    with tiga_cffi.Client("bench", ipc_directory=d, timeout=30, min_age=opts["min_age"],
+                          spin=opts["spin"]) as c:
+        res = timed_loop(lambda: c.invoke("echo", REQ), warm, n, pace)
+    stop.set()
+    res["server_cpu_s"] = out.get(timeout=60)
+    p.join(60)
+    return res
+
+
+def rr_pipe(warm, n):
+    a, b = CTX.Pipe()
+    out = CTX.Queue()
+    p = CTX.Process(target=pipe_server, args=(b, out))
+    p.start()
+    req = REQ.encode()
+
+    def call():
+        a.send_bytes(req)
+        a.recv_bytes()
+
+    res = timed_loop(call, warm, n)
+    a.send_bytes(b"")
+    res["server_cpu_s"] = out.get(timeout=60)
+    p.join(60)
+    return res
+
+
+def rr_socket(warm, n):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    out = CTX.Queue()
+    p = CTX.Process(target=socket_server, args=(b, out))
+    p.start()
+    b.close()
+    req = REQ.encode()
+
+    def call():
+        a.sendall(req)
+        a.recv(64)
+
+    res = timed_loop(call, warm, n)
+    a.sendall(b"quit")
+    res["server_cpu_s"] = out.get(timeout=60)
+    p.join(60)
+    return res
+
+
+def rr_queue(warm, n):
+    qin, qout, out = CTX.Queue(), CTX.Queue(), CTX.Queue()
+    p = CTX.Process(target=queue_server, args=(qin, qout, out))
+    p.start()
+    req = REQ.encode()
+
+    def call():
+        qin.put(req)
+        qout.get()
+
+    res = timed_loop(call, warm, n)
+    qin.put(None)
+    res["server_cpu_s"] = out.get(timeout=60)
+    p.join(60)
+    return res
+
+
+def rr_zmq(d, warm, n):
+    try:
+        import zmq
+    except ImportError:
+        return None
+    addr = f"ipc://{d}/zmq.sock"
+    ready, out = CTX.Event(), CTX.Queue()
+    p = CTX.Process(target=zmq_server, args=(addr, ready, out))
+    p.start()
+    ready.wait(60)
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.REQ)
+    s.connect(addr)
+    req = REQ.encode()
+
+    def call():
+        s.send(req)
+        s.recv()
+
+    res = timed_loop(call, warm, n)
+    s.send(b"quit")
+    s.recv()
+    res["server_cpu_s"] = out.get(timeout=60)
+    p.join(60)
+    s.close()
+    ctx.term()
+    return res
+
+
+# ---------------------------------------------------------------- one-way throughput
+
+def tiga_reader(d, name, count, ready, out):
+    ch = tiga_cffi.Channel(name, ipc_directory=d)
+    with tiga_cffi.create_tiga_notification_listener(name, ipc_directory=d) as lst:
+        ready.set()
+        last, got, nbytes, missed = 0, 0, 0, 0
+        while got < count:
+            r = ch.read(last)
+            missed += r.missed
+            for e in r.entries:
+                nbytes += len(e.message)
+            got += len(r.entries) + r.missed
+            last = r.last_id
+            if got < count:
+                lst.wait(1.0)
+    out.put((time.perf_counter(), nbytes, missed))
+
+
+def pipe_reader(conn, count, out):
+    nbytes = 0
+    for _ in range(count):
+        nbytes += len(conn.recv_bytes())
+    out.put((time.perf_counter(), nbytes, 0))
+
+
+def oneway_tiga(d, name, size, count, capacity, batch):
+    count -= count % batch
+    ready, out = CTX.Event(), CTX.Queue()
+    tiga_cffi.Channel(name, ipc_directory=d, capacity=capacity).close()
+    p = CTX.Process(target=tiga_reader, args=(d, name, count, ready, out))
+    p.start()
+    ready.wait(60)
+    msg = b"m" * size
+    with tiga_cffi.Channel(name, ipc_directory=d, min_age=0.01, write_timeout=30) as ch:
+        t0 = time.perf_counter()
+        if batch > 1:
+            for _ in range(count // batch):
+                ch.write_many([msg] * batch)
+        else:
+            for _ in range(count):
+                ch.write(msg)
+    t_end, nbytes, missed = out.get(timeout=300)
+    p.join(60)
+    dt = t_end - t0
+    return {"msgs_per_s": count / dt, "mib_per_s": nbytes / dt / 2**20, "missed": missed}
+
+
+def oneway_pipe(size, count):
+    a, b = CTX.Pipe(duplex=False)
+    out = CTX.Queue()
+    p = CTX.Process(target=pipe_reader, args=(a, count, out))
+    p.start()
+    time.sleep(0.3)
+    msg = b"m" * size
+    t0 = time.perf_counter()
+    for _ in range(count):
+        b.send_bytes(msg)
+    t_end, nbytes, _ = out.get(timeout=300)
+    p.join(60)
+    dt = t_end - t0
+    return {"msgs_per_s": count / dt, "mib_per_s": nbytes / dt / 2**20, "missed": 0}
+
+
+# ---------------------------------------------------------------- idle, memory, churn
+
+def proc_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / hz
+
+
+def churn_server(d, ready, stop):
+    with tiga_cffi.start_tiga_server("churn", d, echo, discovery_interval=0.1,
+                                     stale_after=0.5, scavenge_interval=0.25):
+        ready.set()
+        stop.wait()
+
+
+def idle_and_memory(d, clients: int, cycles: int) -> Dict[str, Any]:
+    res: Dict[str, Any] = {}
+    ready, stop = CTX.Event(), CTX.Event()
+    p = CTX.Process(target=churn_server, args=(d, ready, stop))
+    p.start()
+    ready.wait(60)
+    with tiga_cffi.Client("churn", ipc_directory=d, timeout=30) as c:
+        c.invoke("echo", "x")
+        time.sleep(1.0)
+        c0, t0 = proc_cpu_s(p.pid), time.monotonic()
+        time.sleep(5.0)
+        res["idle_server_cpu_pct"] = 100 * (proc_cpu_s(p.pid) - c0) / (time.monotonic() - t0)
+    held = [tiga_cffi.Client("churn", ipc_directory=d, timeout=30) for _ in range(clients)]
+    for c in held:
+        c.invoke("echo", "x")
+    res[f"server_rss_kib_{clients}_clients"] = proc_rss_kib(p.pid)
+    for c in held:
+        c.close()
+    time.sleep(1.5)  # scavenged
+
+    def snapshot():
+        return {"rss_kib": proc_rss_kib(p.pid), "fds": len(os.listdir(f"/proc/{p.pid}/fd")),
+                "files": len(os.listdir(d)), "threads": len(os.listdir(f"/proc/{p.pid}/task"))}
+
+    # warm the allocator with a first round, then measure the growth over the cycles
+    for _ in range(min(200, cycles)):
+        with tiga_cffi.Client("churn", ipc_directory=d, timeout=30) as c:
+            c.invoke("echo", "x")
+    time.sleep(1.5)
+    before = snapshot()
+    t0 = time.monotonic()
+    for _ in range(cycles):
+        with tiga_cffi.Client("churn", ipc_directory=d, timeout=30) as c:
+            c.invoke("echo", "x")
+    res["churn_cycles_per_s"] = cycles / (time.monotonic() - t0)
+    time.sleep(1.5)
+    after = snapshot()
+    res["churn_before"], res["churn_after"] = before, after
+    stop.set()
+    p.join(60)
+    return res
+
+
+# ---------------------------------------------------------------- main
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--warmup", type=int, default=2000)
+    ap.add_argument("--samples", type=int, default=20000)
+    ap.add_argument("--compat-samples", type=int, default=20000,
+                    help="samples for the paced compat row (1,000/s: 20 s by default)")
+    ap.add_argument("--cycles", type=int, default=10000, help="connect/invoke/exit cycles")
+    ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = ap.parse_args()
+    if args.quick:
+        args.warmup, args.samples, args.compat_samples, args.cycles = 200, 2000, 1000, 300
+
+    rt: Dict[str, Optional[Dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as base:
+        def fresh(name: str) -> str:
+            d = os.path.join(base, name)
+            os.makedirs(d)
+            return d
+
+        rt["tiga_cffi fast"] = rr_tiga(fresh("fast"), "fast", args.warmup, args.samples)
+        rt["tiga_cffi blocking"] = rr_tiga(fresh("blocking"), "blocking", args.warmup,
+                                           args.samples)
+        rt["tiga_cffi compat @1000/s"] = rr_tiga(fresh("compat"), "compat", args.warmup,
+                                                 args.compat_samples)
+        rt["multiprocessing.Pipe"] = rr_pipe(args.warmup, args.samples)
+        rt["AF_UNIX socketpair"] = rr_socket(args.warmup, args.samples)
+        rt["multiprocessing.Queue"] = rr_queue(args.warmup, args.samples)
+        rt["pyzmq REQ/REP ipc://"] = rr_zmq(fresh("zmq"), args.warmup, args.samples)
+
+        n64 = 20000 if args.quick else 200000
+        n1m = 100 if args.quick else 1000
+        ow = {
+            "64 B tiga_cffi fast": oneway_tiga(fresh("ow1"), "ow", 64, n64, 1 << 20, 1),
+            "64 B tiga_cffi write_many(64)": oneway_tiga(fresh("ow2"), "ow", 64, n64, 1 << 20,
+                                                         64),
+            "64 B multiprocessing.Pipe": oneway_pipe(64, n64),
+            "1 MiB tiga_cffi fast, 64 MiB": oneway_tiga(fresh("ow3"), "ow", 1 << 20, n1m,
+                                                        64 << 20, 1),
+            "1 MiB multiprocessing.Pipe": oneway_pipe(1 << 20, n1m),
+        }
+        res_mem = idle_and_memory(fresh("churn"), 100, args.cycles)
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    pipe = rt["multiprocessing.Pipe"]
+    sock = rt["AF_UNIX socketpair"]
+    assert pipe and sock
+    rows = []
+    for name, r in rt.items():
+        if r is None:
+            rows.append({"round trip (2 processes)": name, "p50 us": "not installed"})
+            continue
+        n = r["n"]
+        cpu = (r["client_cpu_s"] + r["server_cpu_s"]) / n * 1e6
+        rows.append({"round trip (2 processes)": name, "p50 us": f"{r['p50']:.1f}",
+                     "p99 us": f"{r['p99']:.1f}", "p50/Pipe": f"{r['p50'] / pipe['p50']:.2f}",
+                     "p99/Pipe": f"{r['p99'] / pipe['p99']:.2f}",
+                     "p50/socket": f"{r['p50'] / sock['p50']:.2f}",
+                     "CPU us/call": f"{cpu:.1f}"})
+        r["cpu_us_per_call"] = cpu
+    print_table(rows, ["round trip (2 processes)", "p50 us", "p99 us", "p50/Pipe", "p99/Pipe",
+                       "p50/socket", "CPU us/call"])
+    print()
+    rows = [{"one-way": k, "msgs/s": f"{v['msgs_per_s']:.0f}", "MiB/s": f"{v['mib_per_s']:.1f}",
+             "missed": v["missed"]} for k, v in ow.items()]
+    print_table(rows, ["one-way", "msgs/s", "MiB/s", "missed"])
+    print()
+    for k, v in res_mem.items():
+        print(f"{k}: {v if not isinstance(v, float) else round(v, 3)}")
+
+    fast, blocking, compat = (rt["tiga_cffi fast"], rt["tiga_cffi blocking"],
+                              rt["tiga_cffi compat @1000/s"])
+    assert fast and blocking and compat
+    targets = [
+        ("invoke p50 fast <= 0.5 x Pipe", fast["p50"] / pipe["p50"], 0.5),
+        ("invoke p99 fast <= 0.6 x Pipe", fast["p99"] / pipe["p99"], 0.6),
+        ("invoke p50 blocking <= 1.0 x socket", blocking["p50"] / sock["p50"], 1.0),
+        ("invoke p50 compat @1000/s <= 1.0 x Pipe", compat["p50"] / pipe["p50"], 1.0),
+        ("64 B unbatched >= 0.25 x Pipe msgs/s",
+         ow["64 B tiga_cffi fast"]["msgs_per_s"] / ow["64 B multiprocessing.Pipe"]["msgs_per_s"],
+         -0.25),
+        ("64 B write_many >= 0.5 x Pipe msgs/s",
+         ow["64 B tiga_cffi write_many(64)"]["msgs_per_s"]
+         / ow["64 B multiprocessing.Pipe"]["msgs_per_s"], -0.5),
+        ("1 MiB >= 1.0 x Pipe MiB/s",
+         ow["1 MiB tiga_cffi fast, 64 MiB"]["mib_per_s"]
+         / ow["1 MiB multiprocessing.Pipe"]["mib_per_s"], -1.0),
+        ("CPU per invoke fast <= 1.0 x Pipe", fast["cpu_us_per_call"] / pipe["cpu_us_per_call"],
+         1.0),
+        ("idle server < 1 % of a core", res_mem["idle_server_cpu_pct"], 1.0),
+    ]
+    print()
+    verdicts = []
+    for name, value, bound in targets:
+        ok = value >= -bound if bound < 0 else value <= bound
+        verdicts.append({"target": name, "value": round(value, 3), "met": ok})
+        print(f"{'met   ' if ok else 'MISSED'} {name}: {value:.2f}")
+    print(f"(benchmark process max RSS {maxrss} KiB)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"round_trip": rt, "one_way": ow, "memory": res_mem,
+                       "targets": verdicts}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The speed features keep their promises: ack-trim, batches, backpressure, missed."""
+
+import struct
+import threading
+import time
+
+import pytest
+
+import tiga_cffi
+from tiga_cffi import protocol
+
+
+def slot_wake(ipc_dir, name, slot):
+    raw = (ipc_dir / f"tiga_{name}_notify").read_bytes()
+    return struct.unpack_from("<I", raw, slot * 24 + 20)[0] & 0x7FFFFFFF
+
+
+def test_write_many_is_one_version_with_consecutive_ids(ipc_dir):
+    with tiga_cffi.Channel("batch", ipc_directory=ipc_dir) as ch, \
+            tiga_cffi.create_tiga_notification_listener("batch", ipc_directory=ipc_dir) as lst:
+        ch.write(b"first")
+        v0, w0 = ch.version, slot_wake(ipc_dir, "batch", lst.slot)
+        ids = ch.write_many([f"m{i}".encode() for i in range(10)])
+        assert ids == list(range(2, 12))
+        assert ch.version != v0
+        assert (ch.version & 1) != (v0 & 1)  # exactly one buffer switch: one version
+        assert slot_wake(ipc_dir, "batch", lst.slot) == w0 + 1  # one wake-up
+        r = ch.read(1)
+        assert [e.message for e in r.entries] == [f"m{i}".encode() for i in range(10)]
+        assert len({e.timestamp for e in r.entries}) == 1
+
+
+def test_write_many_is_all_or_nothing(ipc_dir):
+    with tiga_cffi.Channel("aon", ipc_directory=ipc_dir, capacity=4096) as ch:
+        v = ch.version
+        with pytest.raises(tiga_cffi.MessageTooLarge):
+            ch.write_many([b"x" * 1000] * 5)
+        with pytest.raises(tiga_cffi.InvalidType):
+            ch.write_many([b"ok", 42])
+        assert ch.version == v and ch.read().last_id == 0
+
+
+def test_ack_trim_never_drops_an_unanswered_request(ipc_dir):
+    release = threading.Event()
+    holding = threading.Event()
+
+    def handler(method, data, ctx):
+        if method == "hold":
+            holding.set()
+            release.wait(20)
+        return data
+
+    with tiga_cffi.start_tiga_server("ack", ipc_dir, handler):
+        with tiga_cffi.Client("ack", ipc_directory=ipc_dir, client_id="k", timeout=20) as c:
+            for i in range(5):
+                assert c.invoke("quick", str(i)) == str(i)
+            results = {}
+            t1 = threading.Thread(target=lambda: results.update(hold=c.invoke("hold", "h")))
+            t1.start()
+            assert holding.wait(10)
+            t2 = threading.Thread(target=lambda: results.update(after=c.invoke("quick", "a")))
+            t2.start()
+            time.sleep(0.3)
+            # the answered requests may be gone, the unanswered two must still be there
+            log = tiga_cffi.tiga_read("ack.req.k", ipc_directory=ipc_dir)
+            pending = [e.envelope() for e in log.entries]
+            assert [p.data for p in pending][-2:] in (["h", "a"], ["a", "h"])
+            assert all(p.data in ("h", "a") or p.data in "01234" for p in pending)
+            release.set()
+            t1.join(20)
+            t2.join(20)
+            assert results == {"hold": "h", "after": "a"}
+            # answered requests are trimmed away at the next write: the log stays short
+            for i in range(50):
+                c.invoke("quick", str(i))
+            assert len(tiga_cffi.tiga_read("ack.req.k", ipc_directory=ipc_dir).entries) <= 2
+            assert len(tiga_cffi.tiga_read("ack.resp.k", ipc_directory=ipc_dir).entries) <= 3
+
+
+def test_backpressure_waits_for_old_entries(ipc_dir):
+    with tiga_cffi.Channel("bp", ipc_directory=ipc_dir, capacity=4096, min_age=0.2) as ch:
+        ch.write(b"x" * 3000)
+        with pytest.raises(tiga_cffi.ChannelFull):
+            ch.write(b"y" * 3000)
+    with tiga_cffi.Channel("bp", ipc_directory=ipc_dir, min_age=0.2, write_timeout=5) as ch:
+        t0 = time.monotonic()
+        assert ch.write(b"y" * 3000).id == 2  # waited for the first to age out
+        assert 0.05 < time.monotonic() - t0 < 4
+    with tiga_cffi.Channel("bp", ipc_directory=ipc_dir, min_age=10, write_timeout=0.3) as ch:
+        t0 = time.monotonic()
+        with pytest.raises(tiga_cffi.ChannelFull) as ei:
+            ch.write(b"z" * 3000)
+        assert "after waiting" in str(ei.value) and time.monotonic() - t0 >= 0.25
+
+
+def test_slow_reader_is_told_what_it_missed(ipc_dir):
+    with tiga_cffi.Channel("slow", ipc_directory=ipc_dir, min_age=0.05) as w, \
+            tiga_cffi.Channel("slow", ipc_directory=ipc_dir) as r:
+        w.write(b"seen")
+        first = r.read()
+        assert first.last_id == 1
+        for i in range(20):
+            w.write(f"old {i}".encode())
+        time.sleep(0.2)  # the reader is "descheduled" past the minimum age
+        w.write(b"new")
+        res = r.read(first.last_id)
+        assert res.last_id == 22
+        assert res.missed > 0
+        assert res.missed + len(res.entries) == 21
+        assert res.entries[-1].message == b"new"
+
+
+def test_compressed_response_is_read(ipc_dir):
+    """A C# server compresses responses over 256 bytes: our client decodes them."""
+    import gzip
+
+    with tiga_cffi.Client("gz", ipc_directory=ipc_dir, client_id="c", timeout=10) as c:
+        # stand in for the server: a listener on the request channel, answer by hand
+        with tiga_cffi.create_tiga_notification_listener("gz.req.c", ipc_directory=ipc_dir):
+            out = {}
+            t = threading.Thread(target=lambda: out.update(r=c.invoke("m", "d")))
+            t.start()
+            deadline = time.monotonic() + 10
+            inv = None
+            while inv is None and time.monotonic() < deadline:
+                es = tiga_cffi.tiga_read("gz.req.c", ipc_directory=ipc_dir).entries
+                inv = es[-1].envelope() if es else None
+                time.sleep(0.01)
+            body = gzip.compress(protocol.encode_response(inv.id, "z" * 1000, 0))
+            tiga_cffi.tiga_write("gz.resp.c", body, ipc_directory=ipc_dir,
+                                 media_type=protocol.MEDIA_MSGPACK_GZIP)
+            t.join(10)
+    assert out["r"] == "z" * 1000
