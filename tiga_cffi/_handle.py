@@ -37,6 +37,14 @@ class OwnedHandle:
             if self._closing and self._users == 0:
                 self._free()
 
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(handle, *args) with the handle held open for the duration of the call."""
+        h = self.acquire()
+        try:
+            return fn(h, *args)
+        finally:
+            self.release()
+
     def close(self) -> None:
         with self._guard:
             if self._closing:

@@ -254,11 +254,7 @@ class Channel:
         mtb = ffi.new("char[]", mt.encode("utf-8")) if mt is not None else ffi.NULL
         msg.media_type = mtb
         first = ffi.new("int64_t *")
-        h = self._handle.acquire()
-        try:
-            check(lib.tiga_channel_append(h, msg, 1, first))
-        finally:
-            self._handle.release()
+        check(self._handle.call(lib.tiga_channel_append, msg, 1, first))
         return WriteResult(first[0])
 
     def write_many(
@@ -282,11 +278,7 @@ class Channel:
                 keep.append(mtb)
             keep.append(buf)
         first = ffi.new("int64_t *")
-        h = self._handle.acquire()
-        try:
-            check(lib.tiga_channel_append(h, msgs, n, first))
-        finally:
-            self._handle.release()
+        check(self._handle.call(lib.tiga_channel_append, msgs, n, first))
         return list(range(first[0], first[0] + n))
 
     # -- reading
@@ -298,11 +290,7 @@ class Channel:
         if last_id < 0 or last_id >= 1 << 63:
             raise InvalidArgument("last_id must be between 0 and 2**63-1")
         out = ffi.new("tiga_read_result **")
-        h = self._handle.acquire()
-        try:
-            check(lib.tiga_channel_read(h, last_id, out))
-        finally:
-            self._handle.release()
+        check(self._handle.call(lib.tiga_channel_read, last_id, out))
         res = out[0]
         try:
             return ReadResult(res.last_id, _entries_of(res), res.missed, res.first_id)
@@ -312,29 +300,17 @@ class Channel:
     @property
     def version(self) -> int:
         """The state word (changes with every write; 0 = nothing written)."""
-        h = self._handle.acquire()
-        try:
-            return lib.tiga_channel_version(h)
-        finally:
-            self._handle.release()
+        return self._handle.call(lib.tiga_channel_version)
 
     def set_min_age(self, seconds: float) -> None:
         ms = _seconds_to_ms(seconds, "min_age", 0)
-        h = self._handle.acquire()
-        try:
-            check(lib.tiga_channel_set_min_age(h, ms))
-        finally:
-            self._handle.release()
+        check(self._handle.call(lib.tiga_channel_set_min_age, ms))
 
     def info(self) -> ChannelInfo:
         info = ffi.new("tiga_channel_info *")
         live = ffi.new("int32_t *")
-        h = self._handle.acquire()
-        try:
-            check(lib.tiga_channel_info_get(h, info))
-            check(lib.tiga_channel_live_listeners(h, live))
-        finally:
-            self._handle.release()
+        check(self._handle.call(lib.tiga_channel_info_get, info))
+        check(self._handle.call(lib.tiga_channel_live_listeners, live))
         return ChannelInfo(
             self.name,
             info.version,
@@ -350,21 +326,13 @@ class Channel:
     def live_listeners(self) -> int:
         """How many live processes listen on this channel (dead owners' slots are freed)."""
         live = ffi.new("int32_t *")
-        h = self._handle.acquire()
-        try:
-            check(lib.tiga_channel_live_listeners(h, live))
-        finally:
-            self._handle.release()
+        check(self._handle.call(lib.tiga_channel_live_listeners, live))
         return live[0]
 
     def signal(self) -> int:
         """Wake every listener of the channel; returns how many slots were signalled."""
         woken = ffi.new("int32_t *")
-        h = self._handle.acquire()
-        try:
-            check(lib.tiga_channel_signal(h, woken))
-        finally:
-            self._handle.release()
+        check(self._handle.call(lib.tiga_channel_signal, woken))
         return woken[0]
 
     def _raw(self) -> OwnedHandle:

@@ -126,11 +126,7 @@ class Endpoint:
         req, lst = self._req._raw(), self._listener._raw()
         idbuf, eid, out = self._scratch  # only one invoke at a time takes this path
         mb = method.encode("utf-8")
-        rh = req.acquire()
-        try:
-            check(lib.tiga_invoke_append(rh, mb, len(mb), packed, len(packed), idbuf, eid))
-        finally:
-            req.release()
+        check(req.call(lib.tiga_invoke_append, mb, len(mb), packed, len(packed), idbuf, eid))
         rid = ffi.string(idbuf).decode("ascii")
         start = self._last
         lh = lst.acquire()
@@ -175,12 +171,7 @@ class Endpoint:
         it (servers drain in order): they may go at our next write (ack-trim)."""
         if not self.ack_trim:
             return
-        req = self._req._raw()
-        h = req.acquire()
-        try:
-            lib.tiga_channel_set_ack(h, entry_id)
-        finally:
-            req.release()
+        self._req._raw().call(lib.tiga_channel_set_ack, entry_id)
 
     def _invoke_shared(self, method: str, data: Any, deadline: float,
                        timeout: float) -> protocol.Response:
@@ -240,12 +231,7 @@ class Endpoint:
         found = False
         eid = None
         for e in r.entries:
-            if not protocol.is_envelope_media(e.media_type):
-                continue
-            try:
-                env = protocol.decode_envelope(e.message, e.media_type)
-            except protocol.ProtocolError:
-                continue
+            env = protocol.try_envelope(e.message, e.media_type)
             if isinstance(env, protocol.Response):
                 with self._cond:
                     if env.id in self._waiting:

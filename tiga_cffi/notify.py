@@ -70,12 +70,9 @@ class NotificationListener:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block (GIL released) until signalled or new data; False on timeout.
         ``timeout`` in seconds, None waits forever. Like threading.Event.wait."""
-        h = self._handle.acquire()
-        try:
-            spin = self.spin_us
-            return blocking_call(lambda ms: lib.tiga_listener_wait(h, ms, spin), timeout)
-        finally:
-            self._handle.release()
+        spin = self.spin_us
+        return self._handle.call(
+            lambda h: blocking_call(lambda ms: lib.tiga_listener_wait(h, ms, spin), timeout))
 
     async def wait_async(self, timeout: Optional[float] = None, *, slice: float = 0.05) -> bool:
         """Await a signal without blocking the event loop (the wait runs in the loop's
@@ -156,11 +153,8 @@ class DirectoryWatch:
         self._handle = OwnedHandle(out[0], lib.tiga_dirwatch_close, "directory watch")
 
     def wait(self, timeout: Optional[float]) -> bool:
-        h = self._handle.acquire()
-        try:
-            return blocking_call(lambda ms: lib.tiga_dirwatch_wait(h, ms), timeout)
-        finally:
-            self._handle.release()
+        return self._handle.call(
+            lambda h: blocking_call(lambda ms: lib.tiga_dirwatch_wait(h, ms), timeout))
 
     def close(self) -> None:
         self._handle.close()

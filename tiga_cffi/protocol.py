@@ -115,6 +115,16 @@ def decode_envelope(message: bytes, media_type: Optional[str]) -> Envelope:
     raise ProtocolError(f"envelope of kind {kind!r} with {len(value)} elements is not known")
 
 
+def try_envelope(message: bytes, media_type: Optional[str]) -> Optional[Envelope]:
+    """The envelope in an entry, or None for raw messages and garbage."""
+    if not is_envelope_media(media_type):
+        return None
+    try:
+        return decode_envelope(message, media_type)
+    except ProtocolError:
+        return None
+
+
 def result_to_data(value: Any) -> str:
     """A server handler's result as response data: str as is, bytes as UTF-8,
     None as "", anything else as JSON."""

@@ -112,12 +112,7 @@ class _Worker:
         answered: Set[str] = set()
         newest = None
         for e in self.resp.read(0).entries:
-            if not protocol.is_envelope_media(e.media_type):
-                continue
-            try:
-                env = protocol.decode_envelope(e.message, e.media_type)
-            except protocol.ProtocolError:
-                continue
+            env = protocol.try_envelope(e.message, e.media_type)
             if isinstance(env, protocol.Response):
                 answered.add(env.id)
                 newest = env.id
@@ -191,12 +186,7 @@ class _Worker:
             acked = q.popleft()[1]
         if acked:
             assert self.resp is not None
-            raw = self.resp._raw()
-            h = raw.acquire()
-            try:
-                lib.tiga_channel_set_ack(h, acked)
-            finally:
-                raw.release()
+            self.resp._raw().call(lib.tiga_channel_set_ack, acked)
 
     def _handle(self, e: Any, env: protocol.Invoke) -> None:
         ctx = InvokeContext(self.server.channel_name, self.client_id, self.req_name,
@@ -209,14 +199,9 @@ class _Worker:
             self.error("invoke", err, request_id=env.id, method=env.method)
         assert self.resp is not None
         try:
-            raw = self.resp._raw()
-            h = raw.acquire()
-            try:
-                payload = data.encode("utf-8", "surrogatepass")
-                check(lib.tiga_response_append(h, env.id.encode("utf-8"), payload, len(payload),
-                                               code, self._eid))
-            finally:
-                raw.release()
+            payload = data.encode("utf-8", "surrogatepass")
+            check(self.resp._raw().call(lib.tiga_response_append, env.id.encode("utf-8"),
+                                        payload, len(payload), code, self._eid))
             if self.resp is not self.req:
                 self.answered.append((e.id, self._eid[0]))
         except TigaError as err:
