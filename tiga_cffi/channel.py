@@ -247,14 +247,13 @@ class Channel:
         Raises MessageTooLarge, ChannelFull, Timeout (lock), ChannelCorrupt.
         """
         data, mt = encode_message(message, media_type)
-        msg = ffi.new("tiga_message *")
-        buf = ffi.from_buffer(data)
-        msg.data = buf
-        msg.len = len(buf)
-        mtb = ffi.new("char[]", mt.encode("utf-8")) if mt is not None else ffi.NULL
-        msg.media_type = mtb
         first = ffi.new("int64_t *")
-        check(self._handle.call(lib.tiga_channel_append, msg, 1, first))
+        mtb = ffi.NULL if mt is None else mt.encode("utf-8")
+        if isinstance(data, bytes):
+            check(self._handle.call(lib.tiga_channel_append1, data, len(data), mtb, first))
+        else:
+            buf = ffi.from_buffer(data)
+            check(self._handle.call(lib.tiga_channel_append1, buf, len(buf), mtb, first))
         return WriteResult(first[0])
 
     def write_many(

@@ -205,6 +205,11 @@ TIGA_API int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms);
 TIGA_API int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n,
                                  int64_t *first_id);
 
+/* tiga_channel_append of one message (data, len, media_type NULL for nil):
+ * the same, without building a tiga_message. */
+TIGA_API int tiga_channel_append1(tiga_channel *ch, const uint8_t *data, size_t len,
+                                  const char *media_type, int64_t *id);
+
 /* Read the entries with id > after_id.  On success *out is a new result the
  * caller frees with tiga_read_result_free.  The payload is copied out under
  * the reader counter and its checksum verified on the copy; a mismatch is

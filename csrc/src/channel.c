@@ -601,6 +601,13 @@ static uint64_t next_random(void)
     return z ^ (z >> 31);
 }
 
+int tiga_channel_append1(tiga_channel *ch, const uint8_t *data, size_t len,
+                         const char *media_type, int64_t *id)
+{
+    tiga_message m = {data, len, media_type};
+    return tiga_channel_append(ch, &m, 1, id);
+}
+
 void tiga_new_guid(char out[37])
 {
     static const char hx[] = "0123456789abcdef";
