@@ -70,7 +70,10 @@ def test_ack_trim_never_drops_an_unanswered_request(ipc_dir):
             t1.join(20)
             t2.join(20)
             assert results == {"hold": "h", "after": "a"}
-            # answered requests are trimmed away at the next write: the log stays short
+            # "h" waited longer than the ack window, so its response stays for the
+            # minimum age (its request might have been trimmed by age, unread); after
+            # that, answered requests and read responses go at the next write
+            time.sleep(1.1)
             for i in range(50):
                 c.invoke("quick", str(i))
             assert len(tiga_cffi.tiga_read("ack.req.k", ipc_directory=ipc_dir).entries) <= 2
@@ -131,3 +134,30 @@ def test_compressed_response_is_read(ipc_dir):
                                  media_type=protocol.MEDIA_MSGPACK_GZIP)
             t.join(10)
     assert out["r"] == "z" * 1000
+
+
+def test_response_of_an_age_trimmed_request_stays_for_the_minimum_age(ipc_dir):
+    """A peer client trims requests by age, whether or not it read the responses:
+    such a response is not dropped early."""
+    with tiga_cffi.start_tiga_server("age", ipc_dir, lambda m, d, c: d):
+        with tiga_cffi.create_tiga_notification_listener("age.resp.p", ipc_directory=ipc_dir):
+            req = tiga_cffi.Channel("age.req.p", ipc_directory=ipc_dir, min_age=0.3)
+            rid = protocol.new_id()
+            req.write(protocol.encode_invoke("m", "first", rid), media_type=protocol.MEDIA_MSGPACK)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not tiga_cffi.tiga_read(
+                    "age.resp.p", ipc_directory=ipc_dir).entries:
+                time.sleep(0.01)
+            time.sleep(0.4)  # the request is now older than the peer's minimum age
+            rid2 = protocol.new_id()
+            req.write(protocol.encode_invoke("m", "second", rid2),
+                      media_type=protocol.MEDIA_MSGPACK)  # trims "first" by age
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                ids = [e.envelope().id for e in tiga_cffi.tiga_read(
+                    "age.resp.p", ipc_directory=ipc_dir).entries]
+                if rid2 in ids:
+                    break
+                time.sleep(0.01)
+            assert ids[:2] == [rid, rid2]  # the unread first response is still there
+            req.close()

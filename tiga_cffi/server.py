@@ -21,6 +21,8 @@ from .notify import DEFAULT_SPIN, DirectoryWatch, NotificationListener
 log = logging.getLogger("tiga_cffi.server")
 
 SUFFIXES = ("_state", "_data_0", "_data_1", "_notify")
+DEFAULT_MIN_AGE = 1.0  # seconds, the peers' default and ours
+ACK_WINDOW_NS = 250_000_000  # a request trimmed younger than this was acknowledged
 
 
 class InvokeContext(NamedTuple):
@@ -74,7 +76,11 @@ class _Worker:
         self.last = 0
         self.ready = threading.Event()
         # (request entry id, response entry id) of answers not yet known consumed
-        self.answered: Deque[Tuple[int, int]] = collections.deque()
+        # answered requests whose responses may still be unread:
+        # (request entry id, response entry id, request timestamp, response timestamp)
+        self.answered: Deque[Tuple[int, int, int, int]] = collections.deque()
+        ma = server.min_age if server.min_age is not None else DEFAULT_MIN_AGE
+        self.min_age_ns = int(ma * 1e9)
         self._eid = ffi.new("int64_t *")
         self.thread = threading.Thread(target=self._run, name=f"tiga-worker-{client_id or '-'}",
                                        daemon=True)
@@ -174,16 +180,28 @@ class _Worker:
                 self._handle(e, env)
 
     def _ack_responses(self, first_request: int) -> None:
-        """A request gone from the request log was trimmed by its client: after it
-        read our response (ack-trim), or after the minimum age. Either way that
-        response may go from the response log at our next write, whatever its age,
-        which keeps the response log short under load."""
+        """Let the response log drop responses its client has certainly read.
+
+        A request gone from the request log was trimmed by its client. Our clients
+        trim a request (ack-trim) only after reading its response, at their next
+        write, usually within milliseconds; a peer trims requests older than its
+        minimum age, read or not. So a request that vanished while younger than
+        ACK_WINDOW proves its response was read, and that response may go at our
+        next write whatever its age, which keeps the response log short under load.
+        Any other response stays until it reaches the minimum age like every entry,
+        and no later one is dropped before it (trimming only takes a leading run)."""
         q = self.answered
         if not q or self.resp is self.req:
             return
+        now = time.monotonic_ns()  # CLOCK_MONOTONIC, the entries' clock
         acked = 0
         while q and (first_request == 0 or q[0][0] < first_request):
-            acked = q.popleft()[1]
+            _, resp_id, req_ts, resp_ts = q[0]
+            if now - req_ts > ACK_WINDOW_NS:  # maybe trimmed by age, maybe unread
+                if now - resp_ts < self.min_age_ns:
+                    break  # wait until it may go by age anyway
+            acked = resp_id
+            q.popleft()
         if acked:
             assert self.resp is not None
             self.resp._raw().call(lib.tiga_channel_set_ack, acked)
@@ -203,7 +221,7 @@ class _Worker:
             check(self.resp._raw().call(lib.tiga_response_append, env.id.encode("utf-8"),
                                         payload, len(payload), code, self._eid))
             if self.resp is not self.req:
-                self.answered.append((e.id, self._eid[0]))
+                self.answered.append((e.id, self._eid[0], e.timestamp, time.monotonic_ns()))
         except TigaError as err:
             self.error("write", err, request_id=env.id, method=env.method)
 
