@@ -439,21 +439,7 @@ uint8_t *lb_write_entry(uint8_t *d, const tiga_message *m, int64_t id, const cha
         memcpy(d, m->data, m->len);
     d += m->len;
     if (m->media_type) {
-        size_t ml = strlen(m->media_type);
-        if (ml <= 31) {
-            *d++ = (uint8_t)(0xa0 | ml);
-        } else if (ml <= 0xff) {
-            *d++ = 0xd9;
-            d = put_be(d, ml, 1);
-        } else if (ml <= 0xffff) {
-            *d++ = 0xda;
-            d = put_be(d, ml, 2);
-        } else {
-            *d++ = 0xdb;
-            d = put_be(d, ml, 4);
-        }
-        memcpy(d, m->media_type, ml);
-        d += ml;
+        d = mp_put_str(d, m->media_type, strlen(m->media_type));
     } else {
         *d++ = 0xc0;
     }
