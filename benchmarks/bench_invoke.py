@@ -11,13 +11,13 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import socket
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import print_table, stats_us  # noqa: E402
+from bench_suite import rr_pipe, rr_socket, rr_tiga  # noqa: E402
 
 import tiga_cffi  # noqa: E402
 
@@ -30,26 +30,10 @@ def echo(method, data, ctx):
     return REPLY
 
 
-def tiga_server(ipc_dir, ready, stop):
+def first_server(ipc_dir, ready, stop):
     with tiga_cffi.start_tiga_server("bench", ipc_dir, echo, discovery_interval=0.1):
         ready.set()
         stop.wait()
-
-
-def pipe_server(conn):
-    while True:
-        msg = conn.recv_bytes()
-        if not msg:
-            return
-        conn.send_bytes(REPLY.encode())
-
-
-def socket_server(sock):
-    while True:
-        msg = sock.recv(64)
-        if not msg or msg == b"quit":
-            return
-        sock.sendall(REPLY.encode())
 
 
 def wake_listener(ipc_dir, ready, out, n):
@@ -69,64 +53,12 @@ def wake_listener(ipc_dir, ready, out, n):
     out.put(lat)
 
 
-def bench_tiga(ipc_dir, warm, n):
-    ready, stop = CTX.Event(), CTX.Event()
-    p = CTX.Process(target=tiga_server, args=(ipc_dir, ready, stop))
-    p.start()
-    ready.wait(30)
-    samples = []
-    with tiga_cffi.Client("bench", ipc_directory=ipc_dir, timeout=30) as c:
-        for i in range(warm + n):
-            t0 = time.perf_counter()
-            c.invoke("echo", REQ)
-            if i >= warm:
-                samples.append(time.perf_counter() - t0)
-    stop.set()
-    p.join(30)
-    return samples
-
-
-def bench_pipe(warm, n):
-    a, b = CTX.Pipe()
-    p = CTX.Process(target=pipe_server, args=(b,))
-    p.start()
-    samples = []
-    req = REQ.encode()
-    for i in range(warm + n):
-        t0 = time.perf_counter()
-        a.send_bytes(req)
-        a.recv_bytes()
-        if i >= warm:
-            samples.append(time.perf_counter() - t0)
-    a.send_bytes(b"")
-    p.join(30)
-    return samples
-
-
-def bench_socket(warm, n):
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    p = CTX.Process(target=socket_server, args=(b,))
-    p.start()
-    b.close()
-    samples = []
-    req = REQ.encode()
-    for i in range(warm + n):
-        t0 = time.perf_counter()
-        a.sendall(req)
-        a.recv(64)
-        if i >= warm:
-            samples.append(time.perf_counter() - t0)
-    a.sendall(b"quit")
-    p.join(30)
-    return samples
-
-
 def bench_first_invoke(base, rounds):
     out = []
     for k in range(rounds):
         d = os.path.join(base, f"first{k}")
         ready, stop = CTX.Event(), CTX.Event()
-        p = CTX.Process(target=tiga_server, args=(d, ready, stop))
+        p = CTX.Process(target=first_server, args=(d, ready, stop))
         p.start()
         ready.wait(30)
         t0 = time.perf_counter()
@@ -160,10 +92,12 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
+        os.makedirs(os.path.join(d, "rr"))
         res = {
-            "tiga_cffi invoke": stats_us(bench_tiga(d, args.warmup, args.samples)),
-            "multiprocessing.Pipe": stats_us(bench_pipe(args.warmup, args.samples)),
-            "AF_UNIX socketpair": stats_us(bench_socket(args.warmup, args.samples)),
+            "tiga_cffi invoke": rr_tiga(os.path.join(d, "rr"), "default", args.warmup,
+                                        args.samples),
+            "multiprocessing.Pipe": rr_pipe(args.warmup, args.samples),
+            "AF_UNIX socketpair": rr_socket(args.warmup, args.samples),
             "first invoke, fresh server": stats_us(bench_first_invoke(d, 5)),
             "write -> listener wake-up": stats_us(bench_wake(d, 1000)),
         }

@@ -37,6 +37,7 @@ CTX = mp.get_context("spawn")
 REQ = "r" * 32
 REPLY = "a" * 32
 PROFILES = {
+    "default": {"min_age": None, "spin": 50e-6},
     "fast": {"min_age": 0.01, "spin": 50e-6},
     "compat": {"min_age": 1.0, "spin": 50e-6},
     "blocking": {"min_age": 0.01, "spin": 0.0},
