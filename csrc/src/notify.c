@@ -12,6 +12,7 @@
 #define SLEEPER 0x80000000u
 #define COUNT_MASK 0x7fffffffu
 #define START_TOLERANCE INT64_C(20000000) /* 2 s in 100 ns ticks, see PROTOCOL-NOTES */
+#define QUIET_NS INT64_C(500000)          /* the last event took > 0.5 ms: do not spin */
 
 static uint32_t marker_of(int64_t start)
 {
@@ -155,6 +156,8 @@ struct tiga_listener {
     uint32_t seen_wake;
     uint64_t seen_version;
     int64_t idle_ms; /* current polling slice */
+    int64_t wait_started; /* when the current wait began */
+    int64_t last_wait_ns; /* how long the previous wait waited for its news */
 };
 
 static int take_slot(tiga_listener *l)
@@ -236,6 +239,7 @@ static bool news(tiga_listener *l, tiga_slot *s)
     l->seen_version = v;
     l->seen_wake = w;
     l->idle_ms = 1;
+    l->last_wait_ns = plat_now_ns() - l->wait_started;
     return true;
 }
 
@@ -252,10 +256,17 @@ int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us)
             return rc;
         s = &l->ch->slots[l->slot];
     }
+    int64_t quiet = l->last_wait_ns; /* how long the last event took to come */
+    l->wait_started = plat_now_ns();
     if (news(l, s))
         return TIGA_OK;
     int64_t now = plat_now_ns();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : now + timeout_ms * 1000000;
+    /* Spin only while events come close together.  After a quiet spell the
+     * next event is not due within a spin, and spinning right after our own
+     * write would hold the CPU that the peer we just woke wants. */
+    if (quiet > QUIET_NS)
+        spin_us = 0;
     if (spin_us > 0) {
         int64_t spin_end = now + spin_us * 1000;
         if (spin_end > deadline)
