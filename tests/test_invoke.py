@@ -260,3 +260,29 @@ def test_invoke_argument_errors(ipc_dir):
                 c.invoke("m", object())
             with pytest.raises(tiga_cffi.InvalidArgument):
                 c.invoke("m", "x", timeout=-1)
+
+
+def test_many_threads_share_one_client(ipc_dir):
+    def handler(method, data, ctx):
+        time.sleep(0.001 * (hash(data) % 3))  # answers of different speeds
+        return f"re:{data}"
+
+    errors = []
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, handler):
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=30) as c:
+            def work(k):
+                try:
+                    for i in range(50):
+                        data = f"{k}-{i}"
+                        got = c.invoke("m", data)
+                        if got != f"re:{data}":
+                            errors.append((data, got))
+                except Exception as e:
+                    errors.append(e)
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+    assert errors == []
