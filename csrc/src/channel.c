@@ -568,12 +568,12 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
             return tiga_fail(TIGA_EFULL, "%s (still full after waiting %lld ms)", why,
                              (long long)ch->opt.write_timeout_ms);
         }
-        int64_t until = oldest == INT64_MIN ? now + 1000000
-                                            : oldest + ch->opt.min_age_ms * 1000000 - now;
-        if (oldest != INT64_MIN)
-            until = until < 200000 ? 200000 : until; /* at least 0.2 ms */
-        else
-            until = 1000000;
+        int64_t until = 1000000; /* oldest unknown: look again in 1 ms */
+        if (oldest != INT64_MIN) {
+            until = oldest + ch->opt.min_age_ms * 1000000 - now;
+            if (until < 200000)
+                until = 200000; /* at least 0.2 ms */
+        }
         if (until > left)
             until = left;
         if (until > 20000000)
@@ -610,19 +610,11 @@ int tiga_channel_append1(tiga_channel *ch, const uint8_t *data, size_t len,
 
 void tiga_new_guid(char out[37])
 {
-    static const char hx[] = "0123456789abcdef";
     uint8_t b[16];
     uint64_t r0 = next_random(), r1 = next_random();
     memcpy(b, &r0, 8);
     memcpy(b + 8, &r1, 8);
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    int j = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[j++] = '-';
-        out[j++] = hx[b[i] >> 4];
-        out[j++] = hx[b[i] & 15];
-    }
-    out[36] = '\0';
+    lb_guid_text(b, out);
 }

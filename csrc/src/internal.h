@@ -100,9 +100,10 @@ int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out);
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
                   int64_t now_ns, int64_t min_age_ns, int64_t ack_id, uint64_t capacity,
                   int64_t *first_id, bool *moved);
-/* Decode entries with id > after_id out of payload p[0..n) into a new result
- * (which copies the bytes it needs). */
-int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_read_result **out);
+/* Index (0..cnt) of the first entry with id > after_id in the payload of b. */
+size_t lb_buf_first_after(const lb_buf *b, int64_t after_id);
+/* lowercase 8-4-4-4-12 text of 16 GUID bytes in text order */
+void lb_guid_text(const uint8_t b[16], char out[37]);
 
 /* ---- MessagePack pieces for envelopes (logbook.c) */
 size_t mp_int_size(int64_t v);

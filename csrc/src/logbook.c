@@ -154,7 +154,7 @@ static int hexval(uint8_t c)
     return -1;
 }
 
-static void guid_text(const uint8_t b[16], char out[37])
+void lb_guid_text(const uint8_t b[16], char out[37])
 {
     static const char hx[] = "0123456789abcdef";
     int j = 0;
@@ -196,7 +196,7 @@ static bool parse_guid_text(const uint8_t *s, size_t n, char out[37])
             hi = -1;
         }
     }
-    guid_text(b, out);
+    lb_guid_text(b, out);
     return true;
 }
 
@@ -205,7 +205,7 @@ static void guid_from_dotnet(const uint8_t *s, char out[37])
 {
     uint8_t b[16] = {s[3], s[2], s[1], s[0], s[5], s[4], s[7], s[6]};
     memcpy(b + 8, s + 8, 8);
-    guid_text(b, out);
+    lb_guid_text(b, out);
 }
 
 static int rd_instance(rd *r, char out[37])
@@ -603,8 +603,9 @@ int lb_buf_adopt(lb_buf *b, size_t len)
         }
     }
     /* Build the new index: translated positions of the shared entries, then
-     * a walk of the rest. */
-    size_t *old_pos = b->pos + b->head;
+     * a walk of the rest.  The positions move down within the same array
+     * (entry k0 + k becomes entry k), so they are rewritten in place. */
+    const size_t *old_pos = b->pos + b->head;
     int64_t old_first = b->first_id;
     size_t old_from = shared ? old_pos[k0] : 0;
     lb_buf nb = *b;
@@ -613,23 +614,12 @@ int lb_buf_adopt(lb_buf *b, size_t len)
     nb.start = TIGA_HEADROOM;
     nb.len = len;
     nb.h = h;
-    /* positions are rewritten in place: the old ones are not needed after */
-    size_t *tmp = NULL;
-    if (shared) {
-        tmp = malloc(shared * sizeof *tmp);
-        if (!tmp)
-            return tiga_fail(TIGA_ENOMEM, "cannot allocate the entry index");
-        for (size_t k = 0; k < shared; k++)
-            tmp[k] = old_pos[k0 + k] - old_from + TIGA_HEADROOM + h.entries_off;
-    }
     idx_reset(&nb);
     for (size_t k = 0; k < shared; k++) {
-        if ((rc = idx_push(&nb, tmp[k], old_first + (int64_t)(k0 + k)))) {
-            free(tmp);
+        size_t at = old_pos[k0 + k] - old_from + TIGA_HEADROOM + h.entries_off;
+        if ((rc = idx_push(&nb, at, old_first + (int64_t)(k0 + k))))
             goto fail;
-        }
     }
-    free(tmp);
     rc = walk_entries(&nb, np, len, h.entries_off + shared_bytes, h.count - (uint32_t)shared);
     if (rc)
         goto fail;
@@ -817,7 +807,8 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
 
 static const lb_header EMPTY_HEADER = {false, -1, 0, 0, 0};
 
-int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_read_result **out)
+/* Decode an untrusted payload: every entry is checked in full. */
+static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_result **out)
 {
     lb_header h = EMPTY_HEADER;
     int rc;
@@ -830,7 +821,7 @@ int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_r
     lb_entry e;
     for (uint32_t i = 0; i < h.count; i++) {
         size_t at = off;
-        if ((rc = lb_next_entry(p, n, &off, &e, !trusted)))
+        if ((rc = lb_next_entry(p, n, &off, &e, true)))
             return rc;
         if (i == 0)
             first_id = e.id;
@@ -844,26 +835,32 @@ int lb_decode(const uint8_t *p, size_t n, int64_t after_id, bool trusted, tiga_r
     return decode_tail(p, n, from, h.count - skip, &h, after_id, first_id, out);
 }
 
+size_t lb_buf_first_after(const lb_buf *b, int64_t after_id)
+{
+    if (b->consecutive) {
+        if (b->cnt == 0 || after_id < b->first_id)
+            return 0;
+        if (after_id - b->first_id < (int64_t)b->cnt)
+            return (size_t)(after_id - b->first_id) + 1;
+        return b->cnt;
+    }
+    size_t k;
+    for (k = 0; k < b->cnt; k++) {
+        lb_entry e;
+        size_t off = b->pos[b->head + k] - b->start;
+        if (lb_next_entry(b->mem + b->start, b->len, &off, &e, false) == 0 && e.id > after_id)
+            break;
+    }
+    return k;
+}
+
 int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out)
 {
     static const uint8_t empty[1];
     if (b->len == 0)
         return decode_tail(empty, 0, 0, 0, &EMPTY_HEADER, after_id, 0, out);
     const uint8_t *p = b->mem + b->start;
-    size_t k = b->cnt;
-    if (b->consecutive) {
-        if (b->cnt == 0 || after_id < b->first_id)
-            k = 0;
-        else if (after_id - b->first_id < (int64_t)b->cnt)
-            k = (size_t)(after_id - b->first_id) + 1;
-    } else {
-        for (k = 0; k < b->cnt; k++) {
-            lb_entry e;
-            size_t off = b->pos[b->head + k] - b->start;
-            if (lb_next_entry(p, b->len, &off, &e, false) == 0 && e.id > after_id)
-                break;
-        }
-    }
+    size_t k = lb_buf_first_after(b, after_id);
     size_t from = k < b->cnt ? b->pos[b->head + k] - b->start : b->len;
     int64_t first_id = b->first_id;
     if (b->cnt && !b->consecutive) {
@@ -889,7 +886,7 @@ int tiga_logbook_decode(const uint8_t *payload, size_t len, int64_t after_id,
 {
     if (!out || (len && !payload))
         return tiga_fail(TIGA_EINVAL, "NULL argument");
-    return lb_decode(payload, len, after_id, false, out);
+    return lb_decode(payload, len, after_id, out);
 }
 
 int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *msgs, size_t n,

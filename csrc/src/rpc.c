@@ -86,11 +86,7 @@ int tiga_response_find(tiga_channel *ch, int64_t after_id, const char *request_i
     if (b->len == 0)
         goto done;
     const uint8_t *p = b->mem + b->start;
-    size_t k = 0;
-    if (b->consecutive && b->cnt && after_id >= b->first_id)
-        k = after_id - b->first_id < (int64_t)b->cnt ? (size_t)(after_id - b->first_id) + 1
-                                                     : b->cnt;
-    for (; k < b->cnt; k++) {
+    for (size_t k = lb_buf_first_after(b, after_id); k < b->cnt; k++) {
         lb_entry e;
         size_t off = b->pos[b->head + k] - b->start;
         if ((rc = lb_next_entry(p, b->len, &off, &e, false)))
