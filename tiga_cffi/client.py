@@ -24,7 +24,7 @@ from . import protocol
 from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout, check
 from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, validate_name
-from .notify import DEFAULT_SPIN, NotificationListener, wait_for_listener
+from .notify import DEFAULT_SPIN, NotificationListener, blocking_call, wait_for_listener
 
 DEFAULT_TIMEOUT = 30.0
 READY_CACHE = 1.0  # seconds a seen server listener is trusted without re-checking
@@ -129,21 +129,14 @@ class Endpoint:
         check(req.call(lib.tiga_invoke_append, mb, len(mb), packed, len(packed), idbuf, eid))
         rid = ffi.string(idbuf).decode("ascii")
         start = self._last
-        lh = lst.acquire()
+        spin = self._listener.spin_us
         try:
-            while True:
-                ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-                rc = lib.tiga_response_wait(lh, start, idbuf, ms, self._listener.spin_us, out)
-                if rc == lib.TIGA_EINTR:
-                    continue  # Python ran its signal handlers; go on with the time left
-                if rc == lib.TIGA_ETIMEDOUT:
-                    raise self._timeout(timeout)
-                check(rc)
-                if out.found:
-                    data = ffi.buffer(out.data, out.data_len)[:].decode("utf-8", "replace")
-                    resp = protocol.Response(rid, data, out.code)
-                    seen = out.last_id
-                    break
+            signalled = lst.call(lambda lh: blocking_call(
+                lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin, out),
+                max(0.0, deadline - time.monotonic())))
+            if not signalled:
+                raise self._timeout(timeout)
+            if not out.found:
                 # an entry C cannot read (compressed): decode in Python from here on
                 with self._cond:
                     self._waiting.add(rid)
@@ -154,9 +147,11 @@ class Endpoint:
                     with self._cond:
                         self._waiting.discard(rid)
                         self._eids.pop(rid, None)
+            data = ffi.buffer(out.data, out.data_len)[:].decode("utf-8", "replace")
+            resp = protocol.Response(rid, data, out.code)
+            seen = out.last_id
         finally:
             lib.tiga_response_clear(out)
-            lst.release()
         self._ack(eid[0])
         with self._cond:
             others = bool(self._waiting)
