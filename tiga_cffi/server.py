@@ -404,15 +404,18 @@ class TigaServer:
         if watch is not None:
             watch.close()
 
-    def _client_ids(self, prefix: str) -> Set[str]:
+    def _client_ids(self, stage: str) -> Set[str]:
+        """Ids of the clients that have any of their eight files in the directory."""
         ids = set()
         try:
             names = os.listdir(self.ipc_directory)
         except OSError as e:
-            self._report(e, ErrorContext("discover", self.channel_name))
+            self._report(e, ErrorContext(stage, self.channel_name))
             return ids
         for fn in names:
-            if fn.startswith(prefix):
+            for prefix in (self._req_prefix, self._resp_prefix):
+                if not fn.startswith(prefix):
+                    continue
                 for suffix in SUFFIXES:
                     if fn.endswith(suffix) and len(fn) > len(prefix) + len(suffix):
                         ids.add(fn[len(prefix):-len(suffix)])
@@ -465,7 +468,7 @@ class TigaServer:
             return ch.live_listeners() > 0
 
     def _scavenge(self, stage: str) -> None:
-        ids = self._client_ids(self._req_prefix) | self._client_ids(self._resp_prefix)
+        ids = self._client_ids(stage)
         with self._lock:
             tracked = {c for c in self._workers if c is not None}
         now = time.time()
