@@ -1,5 +1,6 @@
 """The speed features keep their promises: ack-trim, batches, backpressure, missed."""
 
+import fcntl
 import struct
 import threading
 import time
@@ -38,6 +39,59 @@ def test_write_many_is_all_or_nothing(ipc_dir):
         with pytest.raises(tiga_cffi.InvalidType):
             ch.write_many([b"ok", 42])
         assert ch.version == v and ch.read().last_id == 0
+
+
+def _writes_while_locked(ipc_dir, ch, name, messages):
+    """Each message written by its own thread through `ch` while the channel's
+    lock is held from outside; returns each thread's id or exception."""
+    results = [None] * len(messages)
+
+    def write(i):
+        try:
+            results[i] = ch.write(messages[i]).id
+        except tiga_cffi.TigaError as e:
+            results[i] = e
+
+    with open(ipc_dir / f"tiga_{name}_state", "r+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(len(messages))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while ch.pending_writes() < len(messages) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert ch.pending_writes() == len(messages)
+        fcntl.flock(f, fcntl.LOCK_UN)
+    for t in threads:
+        t.join(10)
+    assert ch.pending_writes() == 0
+    return results
+
+
+def test_concurrent_writes_through_one_channel_share_a_version(ipc_dir):
+    with tiga_cffi.Channel("group", ipc_directory=ipc_dir) as ch, \
+            tiga_cffi.create_tiga_notification_listener("group", ipc_directory=ipc_dir) as lst:
+        ch.write(b"first")
+        v0, w0 = ch.version, slot_wake(ipc_dir, "group", lst.slot)
+        messages = [f"thread {i}".encode() for i in range(5)]
+        ids = _writes_while_locked(ipc_dir, ch, "group", messages)
+        assert sorted(ids) == [2, 3, 4, 5, 6]  # each its own id, none repeated
+        assert (ch.version & 1) != (v0 & 1)  # one buffer switch
+        assert slot_wake(ipc_dir, "group", lst.slot) == w0 + 1  # one wake-up
+        entries = {e.id: e for e in ch.read(1).entries}
+        assert len({e.timestamp for e in entries.values()}) == 1  # one version
+        for i, entry_id in enumerate(ids):
+            assert entries[entry_id].message == messages[i]
+
+
+def test_a_failing_write_in_a_group_fails_alone(ipc_dir):
+    with tiga_cffi.Channel("groupbad", ipc_directory=ipc_dir, capacity=4096, min_age=0) as ch:
+        messages = [b"a" * 1200, b"b" * 1200, b"x" * 5000, b"c" * 1200]
+        results = _writes_while_locked(ipc_dir, ch, "groupbad", messages)
+        assert isinstance(results[2], tiga_cffi.MessageTooLarge)
+        ok = [r for i, r in enumerate(results) if i != 2]
+        assert sorted(ok) == [1, 2, 3]  # the others written, alone (together they do not fit)
+        assert ch.read().last_id == 3
 
 
 def test_ack_trim_never_drops_an_unanswered_request(ipc_dir):

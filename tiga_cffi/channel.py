@@ -301,6 +301,13 @@ class Channel:
         """The state word (changes with every write; 0 = nothing written)."""
         return self._handle.call(lib.tiga_channel_version)
 
+    def pending_writes(self) -> int:
+        """How many writes of this object's threads are queued for the next version
+        right now. Writes made at the same time from several threads through one
+        Channel go out together (one version, one checksum, one wake-up), each
+        still getting its own ids and its own result."""
+        return int(self._handle.call(lib.tiga_channel_pending_writes))
+
     def set_min_age(self, seconds: float) -> None:
         ms = _seconds_to_ms(seconds, "min_age", 0)
         check(self._handle.call(lib.tiga_channel_set_min_age, ms))

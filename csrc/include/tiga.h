@@ -199,6 +199,8 @@ TIGA_API int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms);
  * id of the first appended entry.  Nothing is written on failure.
  * When the entries do not fit beside the retained ones, waits (without the
  * lock) up to write_timeout_ms for the oldest to reach the minimum age.
+ * Appends of other threads through the same handle that queue up meanwhile
+ * go out in the same version (see tiga_channel_pending_writes).
  * Errors: TIGA_ETOOBIG (can never fit), TIGA_EFULL (does not fit now),
  * TIGA_ECORRUPT, TIGA_ETRUNCATED, TIGA_ETIMEDOUT (lock), TIGA_EINVAL, -errno.
  * Blocks (lock, reader grace).  Thread-safe. */
@@ -225,6 +227,13 @@ TIGA_API int tiga_channel_set_ack(tiga_channel *ch, int64_t ack_id);
 
 /* Free a read result.  NULL is a no-op. */
 TIGA_API void tiga_read_result_free(tiga_read_result *r);
+
+/* How many appends of this handle's threads are queued for the next write
+ * right now.  Appends made at the same time through one handle are written
+ * together (group commit): one version, one checksum and one wake-up for
+ * all, each call still getting its own consecutive ids and its own result.
+ * For diagnostics and tests. */
+TIGA_API size_t tiga_channel_pending_writes(tiga_channel *ch);
 
 /* Fill *info with the channel's numbers (reads and verifies the payload). */
 TIGA_API int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info);

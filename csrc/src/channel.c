@@ -148,6 +148,13 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
         free(ch);
         return tiga_fail(rc, "cannot create a mutex");
     }
+    if ((rc = plat_mutex_init(&ch->gq_lock))) {
+        plat_mutex_destroy(&ch->lock);
+    plat_mutex_destroy(&ch->gq_lock);
+        free(ch->base);
+        free(ch);
+        return tiga_fail(rc, "cannot create a mutex");
+    }
 
     uint64_t size;
     if ((rc = open_file(ch->base, 0, TIGA_STATE_SIZE, &ch->fd_state, &size)) ||
@@ -426,10 +433,14 @@ int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info)
 }
 
 /* One attempt.  On TIGA_EFULL *oldest_ts gets the timestamp of the oldest
- * retained entry (INT64_MIN if unknown), to know when trimming frees room. */
+ * retained entry (INT64_MIN if unknown), to know when trimming frees room.
+ * `taken` non-NULL: the caller leads the group commit; once the locks are
+ * held, every queued request (its own among them) is taken from the queue
+ * into *taken and written in this one version, in queue order. */
 static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int64_t *first_id,
-                       int64_t *oldest_ts)
+                       int64_t *oldest_ts, ch_pending **taken)
 {
+    tiga_message *joined = NULL;
     plat_mutex_lock(&ch->lock);
     int rc = 0;
     int32_t me = plat_getpid();
@@ -460,6 +471,30 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     rc = load_payload(ch, true);
     if (rc)
         goto out;
+    if (taken) {
+        /* Requests queued while we waited for the locks join this version. */
+        plat_mutex_lock(&ch->gq_lock);
+        ch_pending *batch = ch->gq_head;
+        ch->gq_head = ch->gq_tail = NULL;
+        ch->gq_len = 0;
+        plat_mutex_unlock(&ch->gq_lock);
+        *taken = batch;
+        if (batch && batch->next) {
+            size_t total = 0, k = 0;
+            for (ch_pending *p = batch; p; p = p->next)
+                total += p->n;
+            joined = malloc(total * sizeof *joined);
+            if (!joined) {
+                rc = tiga_fail(TIGA_ENOMEM, "out of memory");
+                goto out;
+            }
+            for (ch_pending *p = batch; p; p = p->next)
+                for (size_t i = 0; i < p->n; i++)
+                    joined[k++] = p->msgs[i];
+            msgs = joined;
+            n = total;
+        }
+    }
     uint64_t v = ch->cache_version;
     unsigned next = v == 0 ? 0 : 1 - tiga_ver_idx(v);
     /* Check the target file's size now: a peer may have resized it since we
@@ -539,9 +574,112 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
 out:
     plat_unlock_file(ch->fd_lock);
     plat_mutex_unlock(&ch->lock);
+    free(joined);
     if (rc == 0)
         tiga_notify_signal(ch->slots, NULL);
     return rc;
+}
+
+enum { PENDING_QUEUED, PENDING_LEAD, PENDING_DONE, PENDING_ALONE };
+
+/* Take `me` out of the queue (it failed before taking the queue). */
+static void gq_unlink(tiga_channel *ch, ch_pending *me)
+{
+    ch_pending *prev = NULL;
+    for (ch_pending *p = ch->gq_head; p; prev = p, p = p->next)
+        if (p == me) {
+            if (prev)
+                prev->next = me->next;
+            else
+                ch->gq_head = me->next;
+            if (ch->gq_tail == me)
+                ch->gq_tail = prev;
+            ch->gq_len--;
+            return;
+        }
+}
+
+/* Group commit.  Each append queues itself; a thread that finds no writer
+ * at work becomes the writer, and what queued up while it waited for the
+ * locks goes out with its own request: one version, one checksum, one
+ * wake-up for all.  When it is done it wakes the threads it wrote for and
+ * hands the writer's role to the first one still queued (no herd of
+ * wake-ups).  If the joined write fails (full, too big), everyone tries
+ * again alone, so each call still succeeds or fails on its own messages. */
+static int append_grouped(tiga_channel *ch, const tiga_message *msgs, size_t n,
+                          int64_t *first_id, int64_t *oldest_ts)
+{
+    ch_pending me = {.msgs = msgs, .n = n, .state = PENDING_QUEUED};
+    if (plat_cond_init(&me.cond))
+        return append_once(ch, msgs, n, first_id, oldest_ts, NULL);
+    plat_mutex_lock(&ch->gq_lock);
+    if (ch->gq_tail)
+        ch->gq_tail->next = &me;
+    else
+        ch->gq_head = &me;
+    ch->gq_tail = &me;
+    ch->gq_len++;
+    if (!ch->gq_busy) {
+        ch->gq_busy = true;
+        me.state = PENDING_LEAD;
+    }
+    while (me.state == PENDING_QUEUED)
+        plat_cond_wait(&me.cond, &ch->gq_lock);
+    plat_mutex_unlock(&ch->gq_lock);
+    if (me.state != PENDING_LEAD) {
+        /* another thread wrote (or gave up on) our request */
+        plat_cond_destroy(&me.cond);
+        if (me.state == PENDING_ALONE)
+            return append_once(ch, msgs, n, first_id, oldest_ts, NULL);
+        if (first_id)
+            *first_id = me.first_id;
+        return TIGA_OK;
+    }
+
+    ch_pending *batch = NULL;
+    int64_t fid = 0;
+    int rc = append_once(ch, msgs, n, &fid, oldest_ts, &batch);
+
+    bool alone = false;
+    plat_mutex_lock(&ch->gq_lock);
+    if (!batch) {
+        gq_unlink(ch, &me); /* failed before taking the queue: the others stay */
+    } else {
+        int64_t id = fid;
+        alone = rc != 0 && batch->next;
+        for (ch_pending *p = batch, *next; p; p = next) {
+            next = p->next; /* p may be gone once signalled */
+            p->first_id = id;
+            id += (int64_t)p->n;
+            if (p != &me) {
+                p->state = rc == 0 ? PENDING_DONE : PENDING_ALONE;
+                plat_cond_signal(&p->cond);
+            }
+        }
+    }
+    if (ch->gq_head) {
+        ch->gq_head->state = PENDING_LEAD;
+        plat_cond_signal(&ch->gq_head->cond);
+    } else {
+        ch->gq_busy = false;
+    }
+    plat_mutex_unlock(&ch->gq_lock);
+    plat_cond_destroy(&me.cond);
+    if (alone)
+        return append_once(ch, msgs, n, first_id, oldest_ts, NULL);
+    if (rc == 0 && first_id)
+        *first_id = me.first_id;
+    return rc;
+}
+
+size_t tiga_channel_pending_writes(tiga_channel *ch)
+{
+    if (!ch)
+        return 0;
+    plat_mutex_lock(&ch->gq_lock);
+    size_t n = ch->gq_len;
+    plat_mutex_unlock(&ch->gq_lock);
+    return n;
 }
 
 int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, int64_t *first_id)
@@ -555,7 +693,7 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
     int64_t wait_ns = ch->opt.write_timeout_ms * 1000000;
     for (;;) {
         int64_t oldest = INT64_MIN;
-        int rc = append_once(ch, msgs, n, first_id, &oldest);
+        int rc = append_grouped(ch, msgs, n, first_id, &oldest);
         if (rc != TIGA_EFULL || wait_ns <= 0)
             return rc;
         /* Backpressure: wait (lock released) until the oldest retained entry

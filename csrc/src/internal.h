@@ -134,6 +134,19 @@ int tiga_notify_signal(tiga_slot *slots, int32_t *woken);
 int tiga_notify_live(tiga_slot *slots, int32_t *live);
 
 /* ---- channel internals shared with notify.c */
+
+/* One thread's append waiting to be written together with others' (group
+ * commit): the thread that gets the locks writes every queued request in one
+ * version and hands each its ids. */
+typedef struct ch_pending {
+    const tiga_message *msgs;
+    size_t n;
+    int64_t first_id;
+    int state;                   /* PENDING_QUEUED / _LEAD / _DONE / _ALONE */
+    plat_cond cond;              /* signalled when state changes */
+    struct ch_pending *next;
+} ch_pending;
+
 struct tiga_channel {
     char *base;                  /* "<dir>/tiga_<name>" */
     int fd_state, fd_notify, fd_data[2];
@@ -154,6 +167,11 @@ struct tiga_channel {
     bool own_valid[2];
     size_t own_len[2];
     int64_t ack_id;              /* entries with id <= ack_id may be trimmed at any age */
+    /* group commit: appends of this handle's threads waiting for a writer */
+    plat_mutex gq_lock;
+    ch_pending *gq_head, *gq_tail;
+    size_t gq_len;
+    bool gq_busy;                /* a thread is writing for the queue */
 };
 
 #endif

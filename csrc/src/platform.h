@@ -15,6 +15,13 @@ void plat_mutex_destroy(plat_mutex *m);
 void plat_mutex_lock(plat_mutex *m);
 void plat_mutex_unlock(plat_mutex *m);
 
+typedef pthread_cond_t plat_cond;
+
+int plat_cond_init(plat_cond *c);
+void plat_cond_destroy(plat_cond *c);
+void plat_cond_wait(plat_cond *c, plat_mutex *m);
+void plat_cond_signal(plat_cond *c);
+
 /* Files.  Every int result is 0 or -errno. */
 int plat_mkdirs(const char *path);
 int plat_open_rw(const char *path, int *fd);

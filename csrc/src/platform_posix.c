@@ -31,6 +31,10 @@ int plat_mutex_init(plat_mutex *m) { return -pthread_mutex_init(m, NULL); }
 void plat_mutex_destroy(plat_mutex *m) { pthread_mutex_destroy(m); }
 void plat_mutex_lock(plat_mutex *m) { pthread_mutex_lock(m); }
 void plat_mutex_unlock(plat_mutex *m) { pthread_mutex_unlock(m); }
+int plat_cond_init(plat_cond *c) { return -pthread_cond_init(c, NULL); }
+void plat_cond_destroy(plat_cond *c) { pthread_cond_destroy(c); }
+void plat_cond_wait(plat_cond *c, plat_mutex *m) { pthread_cond_wait(c, m); }
+void plat_cond_signal(plat_cond *c) { pthread_cond_signal(c); }
 
 int plat_mkdirs(const char *path)
 {
