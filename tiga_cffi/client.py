@@ -24,7 +24,13 @@ from . import protocol
 from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout, check
 from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, validate_name
-from .notify import DEFAULT_SPIN, NotificationListener, blocking_call, wait_for_listener
+from .notify import (
+    DEFAULT_SPIN,
+    NotificationListener,
+    _timeout_ms,
+    blocking_call,
+    wait_for_listener,
+)
 
 DEFAULT_TIMEOUT = 30.0
 READY_CACHE = 1.0  # seconds a seen server listener is trusted without re-checking
@@ -51,6 +57,22 @@ def _check_timeout(timeout: Any) -> float:
     return float(timeout)
 
 
+def _wait_response(lh: Any, start: int, idbuf: Any, spin_us: int, out: Any,
+                   deadline: float) -> bool:
+    """The response to the request whose id is in idbuf, into out: True when found
+    (or when an entry C cannot decode came), False at the deadline. One C call in
+    the common case; blocking_call's loop only after a signal interrupted it."""
+    rc = lib.tiga_response_wait(lh, start, idbuf, _timeout_ms(deadline), spin_us, out)
+    if rc == 0:
+        return True
+    if rc == lib.TIGA_ETIMEDOUT:
+        return False
+    if rc != lib.TIGA_EINTR:
+        check(rc)
+    return blocking_call(lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin_us, out),
+                         max(0.0, deadline - time.monotonic()))
+
+
 class Endpoint:
     """The pair of channels one client uses, with its response listener."""
 
@@ -70,7 +92,8 @@ class Endpoint:
         except BaseException:
             self.close()
             raise
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # plain lock for the fast path's checks
+        self._cond = threading.Condition(self._lock)
         self._waiting: Set[str] = set()
         self._done: Dict[str, protocol.Response] = {}
         self._eids: Dict[str, int] = {}  # request id -> entry id of the invoke
@@ -102,7 +125,7 @@ class Endpoint:
         if time.monotonic() >= self._ready_until:
             wait_for_listener(self._req, timeout)
             self._ready_until = time.monotonic() + READY_CACHE
-        with self._cond:
+        with self._lock:
             fast = not self._draining and not self._waiting
             if fast:
                 self._draining = True
@@ -110,9 +133,10 @@ class Endpoint:
             try:
                 resp = self._invoke_alone(method, packed, deadline, timeout)
             finally:
-                with self._cond:
+                with self._lock:
                     self._draining = False
-                    self._cond.notify_all()
+                    if self._waiting:
+                        self._cond.notify_all()
         else:
             resp = self._invoke_shared(method, data, deadline, timeout)
         if resp.code < 0:
@@ -127,15 +151,11 @@ class Endpoint:
         idbuf, eid, out = self._scratch  # only one invoke at a time takes this path
         mb = method.encode("utf-8")
         check(req.call(lib.tiga_invoke_append, mb, len(mb), packed, len(packed), idbuf, eid))
-        rid = ffi.string(idbuf).decode("ascii")
         start = self._last
-        spin = self._listener.spin_us
         try:
-            signalled = lst.call(lambda lh: blocking_call(
-                lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin, out),
-                max(0.0, deadline - time.monotonic())))
-            if not signalled:
+            if not lst.call(_wait_response, start, idbuf, self._listener.spin_us, out, deadline):
                 raise self._timeout(timeout)
+            rid = ffi.string(idbuf).decode("ascii")
             if not out.found:
                 # an entry C cannot read (compressed): decode in Python from here on
                 with self._cond:
@@ -153,7 +173,7 @@ class Endpoint:
         finally:
             lib.tiga_response_clear(out)
         self._ack(eid[0])
-        with self._cond:
+        with self._lock:
             others = bool(self._waiting)
         if others:
             self._drain()  # responses for invokes that started meanwhile
