@@ -11,6 +11,8 @@ Profiles of the tiga_cffi rows:
   compat    capacity 1 MiB, minimum age 1 s (the peers' default), hybrid wait,
             paced at 1,000 invokes/s
   blocking  as fast, spin 0 (every wait sleeps on the futex)
+Pipe and the socket pair are also run paced at 1,000 calls/s, beside compat, to show
+what the pacing itself costs on the machine (not a target).
 
     python benchmarks/bench_suite.py [--quick] [--json FILE]
 """
@@ -152,7 +154,7 @@ def rr_tiga(d, profile, warm, n):
     return res
 
 
-def rr_pipe(warm, n):
+def rr_pipe(warm, n, pace=0.0):
     a, b = CTX.Pipe()
     out = CTX.Queue()
     p = CTX.Process(target=pipe_server, args=(b, out))
@@ -163,14 +165,14 @@ def rr_pipe(warm, n):
         a.send_bytes(req)
         a.recv_bytes()
 
-    res = timed_loop(call, warm, n)
+    res = timed_loop(call, warm, n, pace)
     a.send_bytes(b"")
     res["server_cpu_s"] = out.get(timeout=60)
     p.join(60)
     return res
 
 
-def rr_socket(warm, n):
+def rr_socket(warm, n, pace=0.0):
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     out = CTX.Queue()
     p = CTX.Process(target=socket_server, args=(b, out))
@@ -182,7 +184,7 @@ def rr_socket(warm, n):
         a.sendall(req)
         a.recv(64)
 
-    res = timed_loop(call, warm, n)
+    res = timed_loop(call, warm, n, pace)
     a.sendall(b"quit")
     res["server_cpu_s"] = out.get(timeout=60)
     p.join(60)
@@ -397,6 +399,10 @@ def main() -> None:
         rt["AF_UNIX socketpair"] = rr_socket(args.warmup, args.samples)
         rt["multiprocessing.Queue"] = rr_queue(args.warmup, args.samples)
         rt["pyzmq REQ/REP ipc://"] = rr_zmq(fresh("zmq"), args.warmup, args.samples)
+        # Context for the compat row, not a target: the same pacing costs the
+        # others too (both processes go idle between calls and must be woken).
+        rt["multiprocessing.Pipe @1000/s"] = rr_pipe(args.warmup, args.compat_samples, 0.001)
+        rt["AF_UNIX socketpair @1000/s"] = rr_socket(args.warmup, args.compat_samples, 0.001)
 
         n64 = 20000 if args.quick else 200000
         n1m = 100 if args.quick else 1000

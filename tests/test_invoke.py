@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+import msgpack
 import pytest
 from peers import CTX, hold_client, run_client, start_server
 
@@ -286,3 +287,41 @@ def test_many_threads_share_one_client(ipc_dir):
             for t in threads:
                 t.join(120)
     assert errors == []
+
+
+def test_server_skips_reports_and_answers_what_a_peer_wrote(ipc_dir):
+    """Whatever lands in a request log: raw messages are skipped, garbage is reported
+    (stage "read") and skipped, an invoke with an extra element is answered, and
+    the server keeps serving."""
+    errors = []
+    seen = threading.Event()
+
+    def on_error(err, ctx):
+        errors.append((ctx.stage, type(err).__name__))
+        seen.set()
+
+    with tiga_cffi.start_tiga_server("mixed", ipc_dir, lambda m, d, ctx: f"{m}={d}",
+                                     on_error=on_error, discovery_interval=0.1), \
+            tiga_cffi.Client("mixed", ipc_directory=ipc_dir, client_id="k", timeout=10) as c:
+        assert c.invoke("first", 1) == "first=1"
+        req = tiga_cffi.Channel(c.request_name, ipc_directory=ipc_dir)
+        extra = protocol.new_id()
+        req.write(b"raw bytes, no envelope")
+        req.write(b"\xc1\xc1", media_type=protocol.MEDIA_MSGPACK)  # garbage
+        trailing = protocol.encode_invoke("m", "d", protocol.new_id()) + b"\xc1"
+        req.write(trailing, media_type=protocol.MEDIA_MSGPACK)  # bytes after the envelope
+        req.write(msgpack.packb([extra, 1, "five", "x", "more"]),
+                  media_type=protocol.MEDIA_MSGPACK)
+        assert c.invoke("after", "all") == "after=all"
+        found = None
+        deadline = time.monotonic() + 10
+        while found is None and time.monotonic() < deadline:
+            for e in tiga_cffi.tiga_read(c.response_name, ipc_directory=ipc_dir).entries:
+                env = e.envelope()
+                if env.id == extra:
+                    found = env.data
+            time.sleep(0.01)
+        assert found == "five=x"
+        assert seen.wait(10)
+        req.close()
+    assert errors == [("read", "ProtocolError"), ("read", "ProtocolError")]

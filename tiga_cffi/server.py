@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Set, Tuple
 
+import msgpack
+
 from . import protocol
 from ._errors import InvalidArgument, InvalidType, TigaError, check
 from ._tiga import ffi, lib
@@ -35,6 +37,14 @@ class InvokeContext(NamedTuple):
     ipc_directory: str
     request_id: str
     entry_id: int
+    media_type: Optional[str]
+
+
+class _Seen(NamedTuple):
+    """The parts of a request entry the server keeps (a decoded one has no Entry)."""
+
+    id: int
+    timestamp: int
     media_type: Optional[str]
 
 
@@ -82,6 +92,7 @@ class _Worker:
         ma = server.min_age if server.min_age is not None else DEFAULT_MIN_AGE
         self.min_age_ns = int(ma * 1e9)
         self._eid = ffi.new("int64_t *")
+        self._rq = ffi.new("tiga_request *")  # storage reused by every tiga_request_wait
         self.thread = threading.Thread(target=self._run, name=f"tiga-worker-{client_id or '-'}",
                                        daemon=True)
 
@@ -156,14 +167,51 @@ class _Worker:
             self._handle(e, env)
         assert self.listener is not None
         wait = self.server.wait_timeout
+        wait_ms = int(wait * 1000)
+        spin = self.listener.spin_us
+        lh = self.listener._raw()
+        rq = self._rq
         while not self.stop.is_set():
+            # Wait and read in one C call; it decodes the common entry (an invoke
+            # envelope) and hands anything else to drain(), the Python decoder.
             try:
-                self.listener.wait(wait)
-            except TigaError as e:
+                rc = lh.call(lib.tiga_request_wait, self.last, wait_ms, spin, rq)
+            except TigaError as e:  # the listener was closed under us
                 self.error("listener", e)
                 self.stop.wait(wait)
-            self.drain()
+                continue
+            if rc == 0:
+                status = rq.status
+                if status == lib.TIGA_REQUEST_INVOKE:
+                    self._serve_decoded(rq)
+                elif status == lib.TIGA_REQUEST_OTHER:
+                    self.drain()
+                else:
+                    self.last = max(self.last, rq.last_id)
+            elif rc == lib.TIGA_ETIMEDOUT:
+                self.last = max(self.last, rq.last_id)
+            elif rc != lib.TIGA_EINTR:  # EINTR: signal handlers ran, wait again
+                try:
+                    check(rc)
+                except TigaError as e:
+                    self.error("read", e)
+                    self.stop.wait(wait)
         self.close()
+
+    def _serve_decoded(self, rq: Any) -> None:
+        """Answer the invoke C found and decoded (the data element still MessagePack)."""
+        try:
+            env = protocol.Invoke(ffi.unpack(rq.id, rq.id_len).decode("utf-8"),
+                                  ffi.unpack(rq.method, rq.method_len).decode("utf-8"),
+                                  msgpack.unpackb(ffi.buffer(rq.data, rq.data_len),
+                                                  raw=False, strict_map_key=False))
+        except Exception:  # noqa: BLE001 - drain()'s full decoder reports what is wrong
+            self.drain()
+            return
+        e = _Seen(rq.entry_id, rq.timestamp, protocol.MEDIA_MSGPACK)
+        self.last = e.id
+        self._ack_responses(rq.first_id)
+        self._handle(e, env)
 
     def drain(self) -> None:
         assert self.req is not None
@@ -236,6 +284,7 @@ class _Worker:
         for obj in (self.listener, self.req, self.resp):
             if obj is not None:
                 obj.close()
+        lib.tiga_request_clear(self._rq)
 
 
 class TigaServer:

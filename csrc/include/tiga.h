@@ -344,6 +344,48 @@ TIGA_API int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *
 /* Free out->data and zero *out.  NULL is a no-op. */
 TIGA_API void tiga_response_clear(tiga_response *r);
 
+/* What tiga_request_next found after the given id. */
+enum tiga_request_status {
+    TIGA_REQUEST_NONE = 0,   /* nothing to serve: no entry, or only entries a server skips
+                                (messages without an envelope media type, responses) */
+    TIGA_REQUEST_INVOKE = 1, /* an invoke envelope [id, 1, method, data], decoded below */
+    TIGA_REQUEST_OTHER = 2   /* an entry the caller must judge itself (compressed, another
+                                envelope shape, garbage): entry_id names it */
+};
+
+/* The next request of a server's request log, read by tiga_request_next /
+ * tiga_request_wait.  Zero it before first use; the storage it owns is reused
+ * from call to call and freed by tiga_request_clear. */
+typedef struct tiga_request {
+    int32_t status;       /* enum tiga_request_status */
+    int64_t entry_id;     /* the invoke's (or the entry to judge's) entry id */
+    int64_t timestamp;    /* that entry's timestamp */
+    int64_t last_id;      /* the newest id seen; with NONE everything up to it was skipped */
+    int64_t first_id;     /* the oldest retained id of the log (0 when empty) */
+    const char *id;       /* the request id (UTF-8 as written; id_len bytes + NUL) */
+    size_t id_len;
+    const char *method;   /* the method (method_len bytes + NUL) */
+    size_t method_len;
+    const uint8_t *data;  /* the data element: one MessagePack value, undecoded */
+    size_t data_len;
+    uint8_t *buf;         /* owned storage behind id, method and data */
+    size_t cap;
+} tiga_request;
+
+/* The first entry with id > after_id that is an invoke or that the caller must
+ * judge; entries a server has nothing to do with are skipped.  Thread-safe. */
+TIGA_API int tiga_request_next(tiga_channel *req, int64_t after_id, tiga_request *out);
+
+/* A server's wait and read in one call: tiga_request_next on the listener's
+ * channel; if there is nothing, one tiga_listener_wait, then one more look.
+ * TIGA_OK (check out->status: NONE after a wake-up without news),
+ * TIGA_ETIMEDOUT (out->last_id still tells what was skipped) or TIGA_EINTR. */
+TIGA_API int tiga_request_wait(tiga_listener *l, int64_t after_id, int64_t timeout_ms,
+                               int64_t spin_us, tiga_request *out);
+
+/* Free the storage of *r and zero it.  NULL is a no-op. */
+TIGA_API void tiga_request_clear(tiga_request *r);
+
 /* ---------------------------------------------------------------- directory watch */
 
 typedef struct tiga_dirwatch tiga_dirwatch;

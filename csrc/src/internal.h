@@ -112,6 +112,11 @@ uint8_t *mp_put_int(uint8_t *d, int64_t v);
 uint8_t *mp_put_str(uint8_t *d, const void *s, size_t n);
 /* A response envelope [id: str, 2, data: str, code: int, ...]: 0 and its
  * fields, or -1 for anything else. */
+/* An invoke envelope [str id, 1, str method, data] of exactly four elements:
+ * data and data_len get the rest of the message (the data element, unchecked). */
+int mp_parse_invoke(const uint8_t *p, size_t n, const uint8_t **id, size_t *id_len,
+                    const uint8_t **method, size_t *method_len, const uint8_t **data,
+                    size_t *data_len);
 int mp_parse_response(const uint8_t *p, size_t n, const uint8_t **id, size_t *id_len,
                       const uint8_t **data, size_t *data_len, int64_t *code);
 

@@ -953,6 +953,24 @@ uint8_t *mp_put_str(uint8_t *d, const void *s, size_t n)
     return d + n;
 }
 
+int mp_parse_invoke(const uint8_t *p, size_t n, const uint8_t **id, size_t *id_len,
+                    const uint8_t **method, size_t *method_len, const uint8_t **data,
+                    size_t *data_len)
+{
+    rd r = {p, n, 0};
+    uint32_t len;
+    int64_t kind;
+    if (rd_array(&r, &len, "an envelope") || len != 4 ||
+        rd_bytes(&r, 's', id, id_len, "an envelope id") || rd_int(&r, &kind, "a kind") ||
+        kind != 1 || rd_bytes(&r, 's', method, method_len, "a method") || r.off >= n) {
+        tiga_clear_error();
+        return -1;
+    }
+    *data = p + r.off;
+    *data_len = n - r.off;
+    return 0;
+}
+
 int mp_parse_response(const uint8_t *p, size_t n, const uint8_t **id, size_t *id_len,
                       const uint8_t **data, size_t *data_len, int64_t *code)
 {

@@ -271,11 +271,16 @@ int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us)
         int64_t spin_end = now + spin_us * 1000;
         if (spin_end > deadline)
             spin_end = deadline;
-        while (plat_now_ns() < spin_end) {
+        for (unsigned round = 1; plat_now_ns() < spin_end; round++) {
             for (int i = 0; i < 32; i++)
                 plat_cpu_relax();
             if (news(l, s))
                 return TIGA_OK;
+            /* The peer we just woke may have been queued on this very CPU
+             * (the scheduler places a wakee near its waker): give it the CPU
+             * now and then instead of spinning in its way. */
+            if ((round & 3) == 0)
+                plat_yield();
         }
     }
     for (;;) {

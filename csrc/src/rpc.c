@@ -8,6 +8,8 @@
 
 static const char MEDIA[] = "application/x-msgpack";
 #define MEDIA_LEN (sizeof MEDIA - 1)
+static const char GZ[] = "application/x-msgpack-compressed";
+#define GZ_LEN (sizeof GZ - 1)
 
 int tiga_invoke_append(tiga_channel *req, const char *method, size_t method_len,
                        const uint8_t *data, size_t data_len, char *id_out, int64_t *entry_id)
@@ -94,8 +96,7 @@ int tiga_response_find(tiga_channel *ch, int64_t after_id, const char *request_i
         if (e.id <= after_id || !e.media_type)
             continue;
         if (e.media_type_len != MEDIA_LEN || memcmp(e.media_type, MEDIA, MEDIA_LEN) != 0) {
-            static const char GZ[] = "application/x-msgpack-compressed";
-            if (e.media_type_len == sizeof GZ - 1 && memcmp(e.media_type, GZ, sizeof GZ - 1) == 0)
+            if (e.media_type_len == GZ_LEN && memcmp(e.media_type, GZ, GZ_LEN) == 0)
                 out->unjudged++;
             continue;
         }
@@ -149,4 +150,108 @@ int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_i
         if (rc && rc != TIGA_ETIMEDOUT)
             return rc;
     }
+}
+
+void tiga_request_clear(tiga_request *r)
+{
+    if (!r)
+        return;
+    free(r->buf);
+    memset(r, 0, sizeof *r);
+}
+
+/* Copy the invoke's parts into out's own storage (NUL after id and method). */
+static int keep_invoke(tiga_request *out, const uint8_t *id, size_t il, const uint8_t *m,
+                       size_t ml, const uint8_t *d, size_t dl)
+{
+    size_t need = il + 1 + ml + 1 + dl;
+    if (need > out->cap) {
+        uint8_t *nb = realloc(out->buf, need);
+        if (!nb)
+            return tiga_fail(TIGA_ENOMEM, "out of memory");
+        out->buf = nb;
+        out->cap = need;
+    }
+    uint8_t *b = out->buf;
+    memcpy(b, id, il);
+    b[il] = 0;
+    memcpy(b + il + 1, m, ml);
+    b[il + 1 + ml] = 0;
+    memcpy(b + il + ml + 2, d, dl);
+    out->id = (const char *)b;
+    out->id_len = il;
+    out->method = (const char *)b + il + 1;
+    out->method_len = ml;
+    out->data = b + il + ml + 2;
+    out->data_len = dl;
+    return 0;
+}
+
+int tiga_request_next(tiga_channel *ch, int64_t after_id, tiga_request *out)
+{
+    if (!ch || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    out->status = TIGA_REQUEST_NONE;
+    out->entry_id = out->timestamp = out->first_id = 0;
+    out->id = out->method = NULL;
+    out->data = NULL;
+    out->id_len = out->method_len = out->data_len = 0;
+    plat_mutex_lock(&ch->lock);
+    int rc = ch_load(ch);
+    if (rc)
+        goto done;
+    const lb_buf *b = &ch->cache;
+    out->last_id = b->len && b->h.last_id > after_id ? b->h.last_id : after_id;
+    if (b->len == 0 || b->cnt == 0)
+        goto done;
+    const uint8_t *p = b->mem + b->start;
+    lb_entry e;
+    size_t off = b->pos[b->head] - b->start;
+    if ((rc = lb_next_entry(p, b->len, &off, &e, false)))
+        goto done;
+    out->first_id = e.id;
+    for (size_t k = lb_buf_first_after(b, after_id); k < b->cnt; k++) {
+        off = b->pos[b->head + k] - b->start;
+        if ((rc = lb_next_entry(p, b->len, &off, &e, false)))
+            goto done;
+        if (e.id <= after_id || !e.media_type)
+            continue; /* a plain message: nothing for a server */
+        bool mp = e.media_type_len == MEDIA_LEN && memcmp(e.media_type, MEDIA, MEDIA_LEN) == 0;
+        bool gz = e.media_type_len == GZ_LEN && memcmp(e.media_type, GZ, GZ_LEN) == 0;
+        if (!mp && !gz)
+            continue;
+        out->entry_id = e.id;
+        out->timestamp = e.timestamp;
+        const uint8_t *id, *m, *d;
+        size_t il, ml, dl;
+        if (mp && mp_parse_invoke(e.message, e.message_len, &id, &il, &m, &ml, &d, &dl) == 0) {
+            rc = keep_invoke(out, id, il, m, ml, d, dl);
+            if (rc == 0)
+                out->status = TIGA_REQUEST_INVOKE;
+            goto done;
+        }
+        int64_t code;
+        if (mp && mp_parse_response(e.message, e.message_len, &id, &il, &d, &dl, &code) == 0)
+            continue; /* a response (request and response share one channel) */
+        out->status = TIGA_REQUEST_OTHER;
+        goto done;
+    }
+done:
+    plat_mutex_unlock(&ch->lock);
+    return rc;
+}
+
+int tiga_request_wait(tiga_listener *l, int64_t after_id, int64_t timeout_ms, int64_t spin_us,
+                      tiga_request *out)
+{
+    if (!l || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    tiga_channel *ch = tiga_listener_channel(l);
+    int rc = tiga_request_next(ch, after_id, out);
+    if (rc || out->status != TIGA_REQUEST_NONE)
+        return rc;
+    rc = tiga_listener_wait(l, timeout_ms, spin_us);
+    if (rc)
+        return rc;
+    return tiga_request_next(ch, out->last_id, out);
 }
