@@ -349,20 +349,23 @@ def idle_and_memory(d, clients: int, cycles: int) -> Dict[str, Any]:
         return {"rss_kib": proc_rss_kib(p.pid), "fds": len(os.listdir(f"/proc/{p.pid}/fd")),
                 "files": len(os.listdir(d)), "threads": len(os.listdir(f"/proc/{p.pid}/task"))}
 
-    # warm the allocator with a first round, then measure the growth over the cycles
-    for _ in range(min(200, cycles)):
-        with tiga_cffi.Client("churn", ipc_directory=d, timeout=30) as c:
-            c.invoke("echo", "x")
-    time.sleep(1.5)
+    def cycle(n):
+        for _ in range(n):
+            with tiga_cffi.Client("churn", ipc_directory=d, timeout=30) as c:
+                c.invoke("echo", "x")
+        time.sleep(1.5)  # the departed clients' workers end, their files are scavenged
+
+    # Warm the allocator with a first round (a tenth of the cycles), then look at
+    # the growth over the cycles, with a look half way (growth or a plateau?).
+    cycle(max(1, cycles // 10))
     before = snapshot()
     t0 = time.monotonic()
-    for _ in range(cycles):
-        with tiga_cffi.Client("churn", ipc_directory=d, timeout=30) as c:
-            c.invoke("echo", "x")
-    res["churn_cycles_per_s"] = cycles / (time.monotonic() - t0)
-    time.sleep(1.5)
+    cycle(cycles // 2)
+    half = snapshot()
+    cycle(cycles - cycles // 2)
+    res["churn_cycles_per_s"] = cycles / (time.monotonic() - t0 - 3.0)
     after = snapshot()
-    res["churn_before"], res["churn_after"] = before, after
+    res["churn_before"], res["churn_half_way"], res["churn_after"] = before, half, after
     stop.set()
     p.join(60)
     return res

@@ -232,3 +232,42 @@ def test_bad_last_id(ipc_dir, chan):
         chan.read("1")
     with pytest.raises(tiga_cffi.InvalidArgument):
         chan.read(-1)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="acting as another user needs root")
+def test_channel_created_by_another_user():
+    """Files owned by someone else are opened without O_NOATIME (which only their
+    owner may ask for) and work as usual."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="tiga-shared-")
+    try:
+        os.chmod(d, 0o777)
+        old = os.umask(0)
+        try:
+            with tiga_cffi.Channel("shared", ipc_directory=d) as ch:
+                ch.write(b"root")
+        finally:
+            os.umask(old)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            code = 3
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with tiga_cffi.Channel("shared", ipc_directory=d) as ch:
+                    ch.write(b"nobody")
+                    code = 0 if [e.message for e in ch.read().entries] == [b"root", b"nobody"] \
+                        else 2
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        with tiga_cffi.Channel("shared", ipc_directory=d) as ch:
+            assert [e.message for e in ch.read().entries] == [b"root", b"nobody"]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
