@@ -59,6 +59,18 @@ class OwnedHandle:
                 self._free()  # ffi.release: does not raise
             guard.release()
 
+    def call_with(self, other: OwnedHandle, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(handle, other's handle, *args) with both held open for the call."""
+        h = self.acquire()
+        try:
+            o = other.acquire()
+            try:
+                return fn(h, o, *args)
+            finally:
+                other.release()
+        finally:
+            self.release()
+
     def close(self) -> None:
         with self._guard:
             if self._closing:

@@ -101,6 +101,7 @@ class Endpoint:
         self._draining = False
         self._scratch = (ffi.new("char[37]"), ffi.new("int64_t *"), ffi.new("tiga_response *"))
         self._ready_until = 0.0
+        self._ack_pending = 0  # the fast path's last answered request, acked at the next write
         self.missed = 0  # responses trimmed before this client read them
 
     def close(self) -> None:
@@ -150,11 +151,22 @@ class Endpoint:
         req, lst = self._req._raw(), self._listener._raw()
         idbuf, eid, out = self._scratch  # only one invoke at a time takes this path
         mb = method.encode("utf-8")
-        check(req.call(lib.tiga_invoke_append, mb, len(mb), packed, len(packed), idbuf, eid))
         start = self._last
+        spin = self._listener.spin_us
+        # acknowledge the previous answer, append, wait: one C call
+        rc = req.call_with(lst, lib.tiga_invoke_call, mb, len(mb), packed, len(packed),
+                           self._ack_pending, start, _timeout_ms(deadline), spin, idbuf, eid,
+                           out)
+        if rc and idbuf[0] == b"\0":
+            check(rc)  # the append failed: nothing was written
         try:
-            if not lst.call(_wait_response, start, idbuf, self._listener.spin_us, out, deadline):
+            if rc == lib.TIGA_ETIMEDOUT:
                 raise self._timeout(timeout)
+            if rc == lib.TIGA_EINTR:  # signal handlers ran; wait for the rest of the time
+                if not lst.call(_wait_response, start, idbuf, spin, out, deadline):
+                    raise self._timeout(timeout)
+            elif rc:
+                check(rc)
             rid = ffi.string(idbuf).decode("ascii")
             if not out.found:
                 # an entry C cannot read (compressed): decode in Python from here on
@@ -172,7 +184,8 @@ class Endpoint:
             seen = out.last_id
         finally:
             lib.tiga_response_clear(out)
-        self._ack(eid[0])
+        if self.ack_trim:
+            self._ack_pending = eid[0]  # given to the next invoke's call
         with self._lock:
             others = bool(self._waiting)
         if others:
@@ -195,6 +208,8 @@ class Endpoint:
         with self._cond:
             self._waiting.add(rid)
         try:
+            if self._ack_pending:
+                self._ack(self._ack_pending)  # (acks only rise: a stale one is harmless)
             eid = self._req.write(body, media_type=protocol.MEDIA_MSGPACK).id
             with self._cond:
                 self._eids[rid] = eid

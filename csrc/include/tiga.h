@@ -344,6 +344,19 @@ TIGA_API int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *
 /* Free out->data and zero *out.  NULL is a no-op. */
 TIGA_API void tiga_response_clear(tiga_response *r);
 
+/* A client's whole invoke in one call: tiga_channel_set_ack(req, ack_id) when
+ * ack_id > 0, tiga_invoke_append on req, then tiga_response_wait on the
+ * response listener l (entries after after_id) for the new request's id.
+ * If the append fails its error is returned and id_out[0] is 0 (nothing was
+ * written); otherwise id_out holds the request id and the result is that of
+ * the wait: TIGA_OK (check out->found / out->unjudged), TIGA_ETIMEDOUT or
+ * TIGA_EINTR, after which the caller may go on with tiga_response_wait. */
+TIGA_API int tiga_invoke_call(tiga_channel *req, tiga_listener *l, const char *method,
+                              size_t method_len, const uint8_t *data, size_t data_len,
+                              int64_t ack_id, int64_t after_id, int64_t timeout_ms,
+                              int64_t spin_us, char *id_out, int64_t *entry_id,
+                              tiga_response *out);
+
 /* What tiga_request_next found after the given id. */
 enum tiga_request_status {
     TIGA_REQUEST_NONE = 0,   /* nothing to serve: no entry, or only entries a server skips

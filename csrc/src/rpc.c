@@ -152,6 +152,24 @@ int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_i
     }
 }
 
+int tiga_invoke_call(tiga_channel *req, tiga_listener *l, const char *method, size_t method_len,
+                     const uint8_t *data, size_t data_len, int64_t ack_id, int64_t after_id,
+                     int64_t timeout_ms, int64_t spin_us, char *id_out, int64_t *entry_id,
+                     tiga_response *out)
+{
+    if (!req || !l || !id_out || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    id_out[0] = 0;
+    if (ack_id > 0)
+        tiga_channel_set_ack(req, ack_id);
+    int rc = tiga_invoke_append(req, method, method_len, data, data_len, id_out, entry_id);
+    if (rc) {
+        id_out[0] = 0;
+        return rc;
+    }
+    return tiga_response_wait(l, after_id, id_out, timeout_ms, spin_us, out);
+}
+
 void tiga_request_clear(tiga_request *r)
 {
     if (!r)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Invoke and response envelopes in C: what a server's request scan decodes,
  * skips and hands back, and the client's response lookup. */
+#include <sys/wait.h>
+
 #include "tiga.h"
 #include "check.h"
 
@@ -135,4 +137,82 @@ static void test_response_find(void)
     remove_dir(dir);
 }
 
-TEST_MAIN(T(test_request_scan), T(test_request_wait), T(test_response_find))
+static void test_invoke_call(void)
+{
+    /* a whole round trip: a forked server answers with the method's name */
+    char *dir = temp_dir();
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.capacity = 4096;
+    tiga_channel *req = NULL;
+    tiga_listener *l = NULL;
+    CHECK_RC(tiga_channel_open(dir, "s.req.k", &o, &req), TIGA_OK);
+    CHECK_RC(tiga_listener_open(dir, "s.resp.k", &o, &l), TIGA_OK);
+    pid_t kid = fork();
+    if (kid == 0) {
+        tiga_listener *sl = NULL;
+        tiga_channel *resp = NULL;
+        if (tiga_listener_open(dir, "s.req.k", &o, &sl) ||
+            tiga_channel_open(dir, "s.resp.k", &o, &resp))
+            _exit(3);
+        tiga_request rq;
+        memset(&rq, 0, sizeof rq);
+        int64_t last = 0;
+        for (int answered = 0; answered < 2;) {
+            if (tiga_request_wait(sl, last, 5000, 0, &rq) == TIGA_ETIMEDOUT)
+                _exit(4);
+            if (rq.status != TIGA_REQUEST_INVOKE) {
+                last = rq.last_id > last ? rq.last_id : last;
+                continue;
+            }
+            last = rq.entry_id;
+            if (tiga_response_append(resp, rq.id, rq.method, rq.method_len, 0, NULL))
+                _exit(5);
+            answered++;
+        }
+        tiga_request_clear(&rq);
+        tiga_channel_close(resp);
+        tiga_listener_close(sl);
+        _exit(0);
+    }
+    char id[37];
+    int64_t eid = 0, after = 0;
+    tiga_response out;
+    memset(&out, 0, sizeof out);
+    static const uint8_t nil[] = {0xc0};
+    for (int i = 0; i < 2; i++) {
+        const char *m = i ? "second" : "first";
+        CHECK_RC(tiga_invoke_call(req, l, m, strlen(m), nil, 1, eid, after, 10000, 50, id, &eid,
+                                  &out), TIGA_OK);
+        CHECK(out.found && out.code == 0 && out.data_len == strlen(m) &&
+              memcmp(out.data, m, strlen(m)) == 0);
+        CHECK(eid == i + 1 && id[0] != 0);
+        after = out.last_id;
+        tiga_response_clear(&out);
+    }
+    int st = 0;
+    waitpid(kid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* the ack given with the second call let its append drop the first request */
+    tiga_channel_info info;
+    CHECK_RC(tiga_channel_info_get(req, &info), TIGA_OK);
+    CHECK(info.retained == 1 && info.first_id == 2);
+
+    /* no server: the request is written, the wait times out, id_out names it */
+    CHECK_RC(tiga_invoke_call(req, l, "m", 1, nil, 1, 0, after, 30, 0, id, &eid, &out),
+             TIGA_ETIMEDOUT);
+    CHECK(id[0] != 0 && eid == 3 && !out.found);
+    /* an append that cannot be made: its error, nothing written, id_out empty */
+    static uint8_t big[5000];
+    big[0] = 0xc0;
+    CHECK_RC(tiga_invoke_call(req, l, "m", 1, big, sizeof big, 0, after, 30, 0, id, &eid, &out),
+             TIGA_ETOOBIG);
+    CHECK(id[0] == 0 && tiga_channel_info_get(req, &info) == 0 && info.last_id == 3);
+    tiga_response_clear(&out);
+    tiga_listener_close(l);
+    tiga_channel_close(req);
+    remove_dir(dir);
+}
+
+TEST_MAIN(T(test_request_scan), T(test_request_wait), T(test_response_find),
+          T(test_invoke_call))
