@@ -47,3 +47,36 @@ def test_raising_handler_interrupts_at_once(ipc_dir):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_invoke_waits_through_signals_and_stops_for_a_raising_one(ipc_dir):
+    def slow(method, data, ctx):
+        time.sleep(0.4)
+        return f"{method}:{data}"
+
+    hits = []
+    old = signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+    try:
+        with tiga_cffi.start_tiga_server("sigsrv", ipc_dir, slow, discovery_interval=0.1), \
+                tiga_cffi.Client("sigsrv", ipc_directory=ipc_dir, timeout=10) as c:
+            assert c.invoke("warm", "up") == "warm:up"
+            signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+            assert c.invoke("slow", "call") == "slow:call"  # interrupted, waited on
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            assert hits, "the handler never ran during the invoke"
+
+            def handler(*a):
+                raise Boom()
+
+            signal.signal(signal.SIGALRM, handler)
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            t0 = time.monotonic()
+            with pytest.raises(Boom):
+                c.invoke("slow", "again")
+            assert time.monotonic() - t0 < 0.39  # before the answer came
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            time.sleep(0.5)
+            assert c.invoke("after", "boom") == "after:boom"  # the client still works
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

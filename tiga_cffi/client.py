@@ -57,22 +57,6 @@ def _check_timeout(timeout: Any) -> float:
     return float(timeout)
 
 
-def _wait_response(lh: Any, start: int, idbuf: Any, spin_us: int, out: Any,
-                   deadline: float) -> bool:
-    """The response to the request whose id is in idbuf, into out: True when found
-    (or when an entry C cannot decode came), False at the deadline. One C call in
-    the common case; blocking_call's loop only after a signal interrupted it."""
-    rc = lib.tiga_response_wait(lh, start, idbuf, _timeout_ms(deadline), spin_us, out)
-    if rc == 0:
-        return True
-    if rc == lib.TIGA_ETIMEDOUT:
-        return False
-    if rc != lib.TIGA_EINTR:
-        check(rc)
-    return blocking_call(lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin_us, out),
-                         max(0.0, deadline - time.monotonic()))
-
-
 class Endpoint:
     """The pair of channels one client uses, with its response listener."""
 
@@ -163,7 +147,9 @@ class Endpoint:
             if rc == lib.TIGA_ETIMEDOUT:
                 raise self._timeout(timeout)
             if rc == lib.TIGA_EINTR:  # signal handlers ran; wait for the rest of the time
-                if not lst.call(_wait_response, start, idbuf, spin, out, deadline):
+                if not lst.call(lambda lh: blocking_call(
+                        lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin, out),
+                        max(0.0, deadline - time.monotonic()))):
                     raise self._timeout(timeout)
             elif rc:
                 check(rc)

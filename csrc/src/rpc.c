@@ -72,6 +72,23 @@ void tiga_response_clear(tiga_response *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Lock ch (the caller unlocks) and bring its payload up to date: *b is the
+ * cache, NULL when nothing is retained; *last_id the newest id, at least
+ * after_id. */
+static int look(tiga_channel *ch, int64_t after_id, int64_t *last_id, const lb_buf **b)
+{
+    *b = NULL;
+    plat_mutex_lock(&ch->lock);
+    int rc = ch_load(ch);
+    if (rc)
+        return rc;
+    const lb_buf *c = &ch->cache;
+    *last_id = c->len && c->h.last_id > after_id ? c->h.last_id : after_id;
+    if (c->len && c->cnt)
+        *b = c;
+    return 0;
+}
+
 int tiga_response_find(tiga_channel *ch, int64_t after_id, const char *request_id,
                        tiga_response *out)
 {
@@ -79,13 +96,9 @@ int tiga_response_find(tiga_channel *ch, int64_t after_id, const char *request_i
         return tiga_fail(TIGA_EINVAL, "NULL argument");
     size_t idl = strlen(request_id);
     tiga_response_clear(out);
-    plat_mutex_lock(&ch->lock);
-    int rc = ch_load(ch);
-    if (rc)
-        goto done;
-    const lb_buf *b = &ch->cache;
-    out->last_id = b->len && b->h.last_id > after_id ? b->h.last_id : after_id;
-    if (b->len == 0)
+    const lb_buf *b;
+    int rc = look(ch, after_id, &out->last_id, &b);
+    if (rc || !b)
         goto done;
     const uint8_t *p = b->mem + b->start;
     for (size_t k = lb_buf_first_after(b, after_id); k < b->cnt; k++) {
@@ -214,13 +227,9 @@ int tiga_request_next(tiga_channel *ch, int64_t after_id, tiga_request *out)
     out->id = out->method = NULL;
     out->data = NULL;
     out->id_len = out->method_len = out->data_len = 0;
-    plat_mutex_lock(&ch->lock);
-    int rc = ch_load(ch);
-    if (rc)
-        goto done;
-    const lb_buf *b = &ch->cache;
-    out->last_id = b->len && b->h.last_id > after_id ? b->h.last_id : after_id;
-    if (b->len == 0 || b->cnt == 0)
+    const lb_buf *b;
+    int rc = look(ch, after_id, &out->last_id, &b);
+    if (rc || !b)
         goto done;
     const uint8_t *p = b->mem + b->start;
     lb_entry e;
