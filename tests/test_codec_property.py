@@ -122,3 +122,36 @@ def test_mutated_payloads_give_an_error_not_a_crash(batch, pos, byte):
         append(bytes(payload), [(b"y", None)], now=2, min_age=10**9)
     except ChannelCorrupt:
         pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=200),
+                          st.one_of(st.none(), st.sampled_from(["text/plain", "a/b", "é/ü"])),
+                          st.integers(0, 1)), min_size=1, max_size=20),
+       st.integers(0, 5))
+def test_read_result_unpacking_matches_field_by_field(tmp_path_factory, items, after):
+    """The bulk unpacking of read results (one struct pass, slices of one buffer)
+    gives exactly what reading each cdata field gives, and what was written."""
+    from tiga_cffi.channel import Channel, _entries_by_field, _entries_of
+
+    d = tmp_path_factory.mktemp("unpack")
+    writers = [Channel("u", ipc_directory=d, min_age=3600), Channel("u", ipc_directory=d)]
+    reader = Channel("u", ipc_directory=d)
+    try:
+        for data, media, w in items:
+            writers[w].write(data, media_type=media)
+        out = ffi.new("tiga_read_result **")
+        check(reader._handle.call(lib.tiga_channel_read, after, out))
+        try:
+            fast, slow = _entries_of(out[0]), _entries_by_field(out[0])
+        finally:
+            lib.tiga_read_result_free(out[0])
+        assert fast == slow
+        assert [(e.message, e.media_type) for e in fast] == \
+            [(data, media) for data, media, _ in items][after:]
+        # one instance id per writing handle
+        assert len({e.instance for e in fast}) == len({w for _, _, w in items[after:]})
+        assert all(len(e.instance) == 36 for e in fast)
+    finally:
+        for ch in writers + [reader]:
+            ch.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections import OrderedDict
-from typing import Any, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from . import protocol
 from ._errors import InvalidArgument, InvalidName, InvalidType, check
@@ -160,24 +161,64 @@ def make_options(
     return opt
 
 
+def _entry_layout() -> Optional[str]:
+    """A struct format that unpacks one tiga_entry as C laid it out, or None when
+    this platform's layout is not the expected one (then fields are read one by one)."""
+    fmt = "@qqPNPN40s"
+    fields = ("id", "timestamp", "message", "message_len", "media_type", "media_type_len",
+              "instance")
+    offsets = [ffi.offsetof("tiga_entry", f) for f in fields]
+    if struct.calcsize(fmt) != ffi.sizeof("tiga_entry") or offsets != [0, 8, 16, 24, 32, 40, 48]:
+        return None
+    return fmt
+
+
+_ENTRY_FORMAT = _entry_layout()
+
+
 def _entries_of(res: Any) -> List[Entry]:
+    """Entry tuples for a read result. The entry structs are unpacked in one pass
+    (struct.iter_unpack) and messages sliced out of the one copy of the payload
+    bytes, instead of touching cdata fields one at a time."""
+    n = res.count
+    if n == 0:
+        return []
+    if _ENTRY_FORMAT is None:
+        return _entries_by_field(res)
+    raw = ffi.buffer(res.entries, n * ffi.sizeof("tiga_entry"))[:]
+    blob = ffi.buffer(res.bytes, res.bytes_len)[:]
+    base = int(ffi.cast("uintptr_t", res.bytes))
+    new = tuple.__new__
+    # consecutive entries mostly share a writer instance and a media type
+    instances: Dict[bytes, str] = {}
+    medias: Dict[bytes, str] = {}
     out = []
-    buf = ffi.buffer
+    append = out.append
+    for eid, ts, mp, ml, tp, tl, inst in struct.iter_unpack(_ENTRY_FORMAT, raw):
+        m = mp - base
+        media = None
+        if tp:
+            t = tp - base
+            key = blob[t:t + tl]
+            media = medias.get(key)
+            if media is None:
+                media = medias[key] = key.decode("utf-8", "replace")
+        text = instances.get(inst)
+        if text is None:
+            text = instances[inst] = inst.split(b"\0", 1)[0].decode("ascii")
+        append(new(Entry, (eid, blob[m:m + ml], media, text, ts)))
+    return out
+
+
+def _entries_by_field(res: Any) -> List[Entry]:
+    out = []
     for i in range(res.count):
         e = res.entries[i]
-        mt = e.media_type
         media = None
-        if mt != ffi.NULL:
-            media = ffi.unpack(mt, e.media_type_len).decode("utf-8", "replace")
-        out.append(
-            Entry(
-                e.id,
-                buf(e.message, e.message_len)[:],
-                media,
-                ffi.string(e.instance).decode("ascii"),
-                e.timestamp,
-            )
-        )
+        if e.media_type != ffi.NULL:
+            media = ffi.unpack(e.media_type, e.media_type_len).decode("utf-8", "replace")
+        out.append(Entry(e.id, ffi.buffer(e.message, e.message_len)[:], media,
+                         ffi.string(e.instance).decode("ascii"), e.timestamp))
     return out
 
 

@@ -147,6 +147,8 @@ typedef struct tiga_read_result {
     size_t payload_len;           /* bytes of the payload */
     size_t count;                 /* entries returned (id > after_id), in id order */
     tiga_entry *entries;
+    const uint8_t *bytes;         /* the copied payload bytes the entries' pointers point */
+    size_t bytes_len;             /*   into (for bindings that slice one buffer) */
     void *owner;                  /* private */
 } tiga_read_result;
 

@@ -793,6 +793,8 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
         memcpy(t->instance, e.instance, 37);
     }
     r->count = count;
+    r->bytes = blk->tail;
+    r->bytes_len = tail_len;
     r->retained = h->count;
     r->first_id = h->count ? first_id : 0;
     r->payload_len = n;
