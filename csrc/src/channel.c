@@ -150,7 +150,6 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
     }
     if ((rc = plat_mutex_init(&ch->gq_lock))) {
         plat_mutex_destroy(&ch->lock);
-    plat_mutex_destroy(&ch->gq_lock);
         free(ch->base);
         free(ch);
         return tiga_fail(rc, "cannot create a mutex");
@@ -211,6 +210,7 @@ void tiga_channel_close(tiga_channel *ch)
     plat_close(ch->fd_data[1]);
     lb_buf_free(&ch->cache);
     plat_mutex_destroy(&ch->lock);
+    plat_mutex_destroy(&ch->gq_lock);
     free(ch->base);
     free(ch);
 }
