@@ -397,6 +397,42 @@ static void test_group_commit_split(void)
     remove_dir(dir);
 }
 
+static void test_group_commit_backpressure(void)
+{
+    /* Queued appends that do not fit together or alone until old entries age
+     * out: with a write timeout every one of them is written, none lost. */
+    char *dir = temp_dir();
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.capacity = 4096;
+    o.min_age_ms = 150;
+    o.write_timeout_ms = 5000;
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, "gb", &o, &ch), TIGA_OK);
+    static uint8_t fill[1500];
+    memset(fill, 'f', sizeof fill);
+    CHECK_RC(tiga_channel_append1(ch, fill, sizeof fill, NULL, NULL), TIGA_OK);
+    CHECK_RC(tiga_channel_append1(ch, fill, sizeof fill, NULL, NULL), TIGA_OK);
+    gc_arg args[3];
+    for (int t = 0; t < 3; t++)
+        args[t] = (gc_arg){ch, 2 * t, 1500, 0, -1}; /* one 1500-byte message each */
+    int64_t t0 = tiga_now_ns();
+    run_held(dir, "gb", ch, args, 3);
+    int64_t waited_ms = (tiga_now_ns() - t0) / 1000000;
+    int64_t ids = 0;
+    for (int t = 0; t < 3; t++) {
+        CHECK_RC(args[t].rc, TIGA_OK);
+        ids += args[t].id;
+    }
+    CHECK(ids == 3 + 4 + 5);
+    CHECK(waited_ms >= 100); /* they had to wait for the first two to age out */
+    tiga_channel_info info;
+    CHECK_RC(tiga_channel_info_get(ch, &info), TIGA_OK);
+    CHECK(info.last_id == 5);
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
 TEST_MAIN(T(test_files_and_roundtrip), T(test_bad_names), T(test_limits), T(test_damaged),
           T(test_corrupt_word), T(test_concurrent_writers), T(test_group_commit),
-          T(test_group_commit_split))
+          T(test_group_commit_split), T(test_group_commit_backpressure))
