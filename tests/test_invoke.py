@@ -325,3 +325,52 @@ def test_server_skips_reports_and_answers_what_a_peer_wrote(ipc_dir):
         assert seen.wait(10)
         req.close()
     assert errors == [("read", "ProtocolError"), ("read", "ProtocolError")]
+
+
+def _forked_invokes(client, k, q):
+    try:
+        answers = [client.invoke("child", f"{k}-{i}") for i in range(20)]
+        q.put((client.client_id, answers))  # the id after the first use in this process
+    except Exception as e:  # reported to the parent
+        q.put((None, repr(e)))
+
+
+def test_a_client_used_in_forked_children(ipc_dir):
+    """A Client with a generated id, inherited by forked children that invoke while
+    the parent does: each child takes an id of its own and every call is answered.
+    (Sharing one id would share one response log between readers.) An explicit id
+    cannot follow the fork."""
+    import multiprocessing
+    import warnings
+
+    fork = multiprocessing.get_context("fork")
+    with tiga_cffi.start_tiga_server("forked", ipc_dir, lambda m, d, ctx: f"{m}:{d}",
+                                     discovery_interval=0.05), \
+            tiga_cffi.Client("forked", ipc_directory=ipc_dir, timeout=10) as c, \
+            tiga_cffi.Client("forked", ipc_directory=ipc_dir, client_id="mine", timeout=10) as mine:
+        assert c.invoke("parent", 0) == "parent:0"
+        assert mine.invoke("mine", 0) == "mine:0"
+        q = fork.Queue()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+            kids = [fork.Process(target=_forked_invokes, args=(c, k, q)) for k in range(3)]
+            kids.append(fork.Process(target=_forked_invokes, args=(mine, 9, q)))
+            for p in kids:
+                p.start()
+        parent = [c.invoke("parent", i) for i in range(20)]
+        results = [q.get(timeout=60) for _ in kids]
+        for p in kids:
+            p.join(30)
+        assert parent == [f"parent:{i}" for i in range(20)]
+        ids = set()
+        for cid, answers in results:
+            if cid is None:
+                assert "InvalidArgument" in answers and "mine" in answers
+                continue
+            assert cid != c.client_id
+            ids.add(cid)
+            k = answers[0].split(":")[1].split("-")[0]
+            assert answers == [f"child:{k}-{i}" for i in range(20)]
+        assert len(ids) == 3
+        assert sum(cid is None for cid, _ in results) == 1
+        assert c.invoke("parent", "after") == "parent:after"  # the parent's slot is intact

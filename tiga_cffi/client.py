@@ -267,6 +267,10 @@ class Client:
     ``client_id`` defaults to ``<pid>-<32 hex>``. Thread-safe: several threads may
     invoke at once. Keep it open while the process lives (the server's scavenger
     deletes a client's files once its response listener is gone).
+
+    A client id belongs to one process: one response log has one reader. In a
+    forked child a Client with a generated id takes a new id (and channels) at
+    its first use; one with an explicit ``client_id`` raises InvalidArgument there.
     """
 
     def __init__(self, channel_name: str, *, ipc_directory: PathLike,
@@ -277,25 +281,48 @@ class Client:
         self.client_id = validate_name(client_id, "client id") if client_id is not None \
             else new_client_id()
         self.timeout = _check_timeout(timeout)
+        self._explicit_id = client_id is not None
+        self._options = (spin, min_age)
         self._ep = Endpoint(request_name(channel_name, self.client_id),
                             response_name(channel_name, self.client_id), ipc_directory, spin,
                             min_age)
+        self._generation = _fork_generation
         self.ipc_directory = self._ep.ipc_directory
+
+    def _endpoint(self) -> Endpoint:
+        if self._generation != _fork_generation:
+            self._after_fork()
+        return self._ep
+
+    def _after_fork(self) -> None:
+        """First use in a forked child: the parent's client id is the parent's (its
+        responses have one reader, and ack-trim relies on that)."""
+        if self._explicit_id:
+            raise InvalidArgument(
+                f"client id {self.client_id!r} was opened in the parent process; a forked "
+                "child needs a Client of its own, with another client id")
+        old = self._ep
+        self.client_id = new_client_id()
+        self._ep = Endpoint(request_name(self.channel_name, self.client_id),
+                            response_name(self.channel_name, self.client_id),
+                            self.ipc_directory, *self._options)
+        self._generation = _fork_generation
+        old.close()  # the child's copies only: the parent's listener slot stays registered
 
     @property
     def request_name(self) -> str:
-        return self._ep.request_name
+        return self._endpoint().request_name
 
     @property
     def response_name(self) -> str:
-        return self._ep.response_name
+        return self._endpoint().response_name
 
     def invoke(self, method: str, data: Any = "", *, timeout: Optional[float] = None) -> str:
         """Call ``method`` on the server; returns the response data (a str).
 
         Raises ServerNotReady (no server listening within the timeout), RemoteError
         (the handler failed; its message is the text), Timeout (no response)."""
-        return self._ep.invoke(method, data, self.timeout if timeout is None else timeout)
+        return self._endpoint().invoke(method, data, self.timeout if timeout is None else timeout)
 
     async def invoke_async(self, method: str, data: Any = "", *,
                            timeout: Optional[float] = None) -> str:
@@ -342,10 +369,14 @@ def _endpoint(request: str, response: str, ipc_directory: PathLike) -> Endpoint:
         return ep
 
 
+_fork_generation = 0  # bumped in every forked child: Clients notice they crossed a fork
+
+
 def _forget_after_fork() -> None:
-    global _endpoints_lock
+    global _endpoints_lock, _fork_generation
     _endpoints_lock = threading.Lock()
     _ENDPOINTS.clear()
+    _fork_generation += 1
 
 
 if hasattr(os, "register_at_fork"):
