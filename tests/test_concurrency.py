@@ -2,6 +2,7 @@
 no entry is lost or duplicated, no reader ever gets unverified bytes."""
 
 import multiprocessing as mp
+import os
 import threading
 import time
 
@@ -125,3 +126,55 @@ def test_threads_share_one_channel_with_reads_and_close(ipc_dir):
     r = ch.read()
     assert r.last_id == 1600 and len({e.message for e in r.entries}) == 1600
     ch.close()
+
+
+def _write_in_child(ch, lst, q):
+    try:
+        ch.write(b"child")
+        q.put(("ok", lst.slot))
+    except BaseException as e:  # reported to the parent
+        q.put(("error", repr(e)))
+
+
+def test_objects_follow_a_fork_even_mid_call(ipc_dir):
+    """A Channel a parent thread is inside (holding its lock, waiting for the file
+    lock) when the process forks: the child's first use opens a fresh handle instead
+    of waiting on a lock nobody in the child will release. A listener gets a slot
+    of its own in the child; the parent's stays registered."""
+    import fcntl
+    import multiprocessing
+    import struct
+    import warnings
+
+    fork = multiprocessing.get_context("fork")
+    with tiga_cffi.Channel("forkmid", ipc_directory=ipc_dir) as ch, \
+            tiga_cffi.create_tiga_notification_listener("forkmid", ipc_directory=ipc_dir) as lst:
+        parent_slot = lst.slot
+        with open(ipc_dir / "tiga_forkmid_state", "r+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            t = threading.Thread(target=ch.write, args=(b"parent",))
+            t.start()
+            deadline = time.monotonic() + 10
+            while ch.pending_writes() < 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            time.sleep(0.05)  # the writer now holds the handle and waits in flock
+            q = fork.Queue()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+                p = fork.Process(target=_write_in_child, args=(ch, lst, q))
+                p.start()
+            time.sleep(0.1)
+            fcntl.flock(f, fcntl.LOCK_UN)
+        t.join(10)
+        try:
+            status, detail = q.get(timeout=20)
+        finally:
+            p.join(5)
+            if p.is_alive():  # hung on the parent's lock: do not leave it behind
+                p.kill()
+        assert status == "ok", detail
+        assert detail != parent_slot  # the child registered its own slot
+        assert sorted(e.message for e in ch.read().entries) == [b"child", b"parent"]
+        raw = (ipc_dir / "tiga_forkmid_notify").read_bytes()
+        token, _, pid = struct.unpack_from("<qqi", raw, parent_slot * 24)
+        assert token != 0 and pid == os.getpid()  # the parent still listens

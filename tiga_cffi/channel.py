@@ -255,10 +255,15 @@ class Channel:
         self.ipc_directory = fs_directory(ipc_directory)
         opt = make_options(capacity, min_age, reader_grace, lock_timeout, flush, create_dir,
                            write_timeout)
-        out = ffi.new("tiga_channel **")
-        check(lib.tiga_channel_open(self.ipc_directory.encode(), nb, opt, out))
-        self._handle = OwnedHandle(out[0], lib.tiga_channel_close, f"channel {name!r}")
-        self.capacity: int = lib.tiga_channel_capacity(out[0])
+        directory = self.ipc_directory.encode()
+
+        def open_channel() -> Any:
+            out = ffi.new("tiga_channel **")
+            check(lib.tiga_channel_open(directory, nb, opt, out))
+            return out[0]
+
+        self._handle = OwnedHandle(open_channel, lib.tiga_channel_close, f"channel {name!r}")
+        self.capacity: int = self._handle.call(lib.tiga_channel_capacity)
 
     # -- lifetime
     def close(self) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any, Callable, Optional
 
-from ._errors import InvalidArgument, InvalidType, ServerNotReady, check
+from ._errors import ChannelClosed, InvalidArgument, InvalidType, ServerNotReady, check
 from ._handle import OwnedHandle
 from ._tiga import ffi, lib
 from .channel import PathLike, fs_directory, make_options, name_bytes
@@ -62,10 +62,26 @@ class NotificationListener:
         if spin < 0:
             raise InvalidArgument("spin must not be negative")
         self.spin_us = int(spin * 1e6)
-        out = ffi.new("tiga_listener **")
-        check(lib.tiga_listener_open(self.ipc_directory.encode(), nb, make_options(), out))
-        self._handle = OwnedHandle(out[0], lib.tiga_listener_close, f"listener on {name!r}")
-        self.slot: int = lib.tiga_listener_slot(out[0])
+        directory = self.ipc_directory.encode()
+
+        def open_listener() -> Any:
+            out = ffi.new("tiga_listener **")
+            check(lib.tiga_listener_open(directory, nb, make_options(), out))
+            return out[0]
+
+        self._handle = OwnedHandle(open_listener, lib.tiga_listener_close,
+                                   f"listener on {name!r}")
+        self._slot = int(self._handle.call(lib.tiga_listener_slot))
+
+    @property
+    def slot(self) -> int:
+        """The listener's slot in the notify file (a forked child gets its own; after
+        close, the slot it had)."""
+        try:
+            self._slot = int(self._handle.call(lib.tiga_listener_slot))
+        except ChannelClosed:
+            pass
+        return self._slot
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block (GIL released) until signalled or new data; False on timeout.
@@ -148,9 +164,12 @@ class DirectoryWatch:
     """Files created in a directory (inotify on Linux); waits time out elsewhere."""
 
     def __init__(self, directory: str) -> None:
-        out = ffi.new("tiga_dirwatch **")
-        check(lib.tiga_dirwatch_open(directory.encode(), out))
-        self._handle = OwnedHandle(out[0], lib.tiga_dirwatch_close, "directory watch")
+        def open_watch() -> Any:
+            out = ffi.new("tiga_dirwatch **")
+            check(lib.tiga_dirwatch_open(directory.encode(), out))
+            return out[0]
+
+        self._handle = OwnedHandle(open_watch, lib.tiga_dirwatch_close, "directory watch")
 
     def wait(self, timeout: Optional[float]) -> bool:
         return self._handle.call(
