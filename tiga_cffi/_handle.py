@@ -45,10 +45,11 @@ class OwnedHandle:
         self._what = what
         self._gen = _generation
 
-    def _after_fork(self) -> None:
+    def _after_fork(self, closing: bool = False) -> None:
         with _reopen_lock:
             if self._gen == _generation:
                 return
+            self._closing = self._closing or closing
             new = None if self._closing else ffi.gc(self._open(), self._destructor)
             old, self._h = self._h, new
             self._guard = threading.Lock()
@@ -106,7 +107,8 @@ class OwnedHandle:
 
     def close(self) -> None:
         if self._gen != _generation:
-            self._after_fork()
+            self._after_fork(closing=True)  # nothing to reopen just to close it
+            return
         with self._guard:
             if self._closing:
                 return
