@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 import msgpack
 
-from . import protocol
+from . import _handle, protocol
 from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout, check
 from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, validate_name
@@ -286,11 +286,11 @@ class Client:
         self._ep = Endpoint(request_name(channel_name, self.client_id),
                             response_name(channel_name, self.client_id), ipc_directory, spin,
                             min_age)
-        self._generation = _fork_generation
+        self._generation = _handle._generation
         self.ipc_directory = self._ep.ipc_directory
 
     def _endpoint(self) -> Endpoint:
-        if self._generation != _fork_generation:
+        if self._generation != _handle._generation:
             self._after_fork()
         return self._ep
 
@@ -306,7 +306,7 @@ class Client:
         self._ep = Endpoint(request_name(self.channel_name, self.client_id),
                             response_name(self.channel_name, self.client_id),
                             self.ipc_directory, *self._options)
-        self._generation = _fork_generation
+        self._generation = _handle._generation
         old.close()  # the child's copies only: the parent's listener slot stays registered
 
     @property
@@ -369,14 +369,10 @@ def _endpoint(request: str, response: str, ipc_directory: PathLike) -> Endpoint:
         return ep
 
 
-_fork_generation = 0  # bumped in every forked child: Clients notice they crossed a fork
-
-
 def _forget_after_fork() -> None:
-    global _endpoints_lock, _fork_generation
+    global _endpoints_lock
     _endpoints_lock = threading.Lock()
     _ENDPOINTS.clear()
-    _fork_generation += 1
 
 
 if hasattr(os, "register_at_fork"):
