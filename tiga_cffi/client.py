@@ -27,7 +27,6 @@ from .channel import Channel, PathLike, fs_directory, validate_name
 from .notify import (
     DEFAULT_SPIN,
     NotificationListener,
-    _timeout_ms,
     blocking_call,
     wait_for_listener,
 )
@@ -99,86 +98,107 @@ class Endpoint:
         return self._resp.closed
 
     def invoke(self, method: str, data: Any, timeout: float) -> str:
-        if not isinstance(method, str):
+        # The common path is kept short on purpose: a process that invokes now and
+        # then runs it with cold caches, where every extra Python step costs
+        # microseconds (see docs/PROTOCOL-NOTES.md, "cold calls").
+        if method.__class__ is not str and not isinstance(method, str):
             raise InvalidType(f"method must be str, not {type(method).__name__}")
-        timeout = _check_timeout(timeout)
-        deadline = time.monotonic() + timeout
+        if timeout.__class__ is not float or not timeout > 0.0:
+            timeout = _check_timeout(timeout)
+        now = time.monotonic()
+        deadline = now + timeout
         try:
             packed = msgpack.packb(data)
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidType(f"invoke data cannot be encoded as MessagePack: {e}") from None
-        if time.monotonic() >= self._ready_until:
+        if now >= self._ready_until:
             wait_for_listener(self._req, timeout)
             self._ready_until = time.monotonic() + READY_CACHE
-        with self._lock:
-            fast = not self._draining and not self._waiting
-            if fast:
-                self._draining = True
+        lock = self._lock
+        lock.acquire()
+        fast = not self._draining and not self._waiting
         if fast:
-            try:
-                resp = self._invoke_alone(method, packed, deadline, timeout)
-            finally:
-                with self._lock:
-                    self._draining = False
-                    if self._waiting:
-                        self._cond.notify_all()
-        else:
+            self._draining = True
+        lock.release()
+        if not fast:
             resp = self._invoke_shared(method, data, deadline, timeout)
-        if resp.code < 0:
-            raise RemoteError(resp.data or "remote error", resp.code)
-        return resp.data
+            if resp.code < 0:
+                raise RemoteError(resp.data or "remote error", resp.code)
+            return resp.data
+        try:
+            code, text = self._invoke_alone(method, packed, deadline, timeout)
+        finally:
+            lock.acquire()
+            self._draining = False
+            if self._waiting:
+                self._cond.notify_all()
+            lock.release()
+        if code < 0:
+            raise RemoteError(text or "remote error", code)
+        return text
 
     def _invoke_alone(self, method: str, packed: bytes, deadline: float,
-                      timeout: float) -> protocol.Response:
-        """The common case, no other invoke in flight on this endpoint: append and
-        wait in C, one call each."""
-        req, lst = self._req._raw(), self._listener._raw()
+                      timeout: float) -> Tuple[int, str]:
+        """The common case, no other invoke in flight on this endpoint: acknowledge
+        the previous answer, append and wait in one C call. Returns (code, data)."""
+        req, lst = self._req._handle, self._listener._handle
         idbuf, eid, out = self._scratch  # only one invoke at a time takes this path
         mb = method.encode("utf-8")
         start = self._last
         spin = self._listener.spin_us
-        # acknowledge the previous answer, append, wait: one C call
-        rc = req.call_with(lst, lib.tiga_invoke_call, mb, len(mb), packed, len(packed),
-                           self._ack_pending, start, _timeout_ms(deadline), spin, idbuf, eid,
-                           out)
-        if rc and idbuf[0] == b"\0":
-            check(rc)  # the append failed: nothing was written
+        left_ms = int((deadline - time.monotonic()) * 1000 + 0.999)
+        h = req.acquire()
         try:
-            if rc == lib.TIGA_ETIMEDOUT:
-                raise self._timeout(timeout)
-            if rc == lib.TIGA_EINTR:  # signal handlers ran; wait for the rest of the time
-                if not lst.call(lambda lh: blocking_call(
-                        lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin, out),
-                        max(0.0, deadline - time.monotonic()))):
+            lh = lst.acquire()
+            try:
+                rc = lib.tiga_invoke_call(h, lh, mb, len(mb), packed, len(packed),
+                                          self._ack_pending, start, left_ms if left_ms > 0 else 0,
+                                          spin, idbuf, eid, out)
+            finally:
+                lst.release()
+        finally:
+            req.release()
+        try:
+            if rc:
+                if idbuf[0] == b"\0":
+                    check(rc)  # the append failed: nothing was written
+                if rc == lib.TIGA_ETIMEDOUT:
                     raise self._timeout(timeout)
-            elif rc:
-                check(rc)
-            rid = ffi.string(idbuf).decode("ascii")
+                if rc == lib.TIGA_EINTR:  # signal handlers ran; wait for the rest of the time
+                    if not lst.call(lambda lh: blocking_call(
+                            lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin, out),
+                            max(0.0, deadline - time.monotonic()))):
+                        raise self._timeout(timeout)
+                else:
+                    check(rc)
             if not out.found:
                 # an entry C cannot read (compressed): decode in Python from here on
+                rid = ffi.string(idbuf).decode("ascii")
                 with self._cond:
                     self._waiting.add(rid)
                     self._eids[rid] = eid[0]
                 try:
-                    return self._drain_until(rid, deadline, timeout)
+                    resp = self._drain_until(rid, deadline, timeout)
                 finally:
                     with self._cond:
                         self._waiting.discard(rid)
                         self._eids.pop(rid, None)
-            data = ffi.buffer(out.data, out.data_len)[:].decode("utf-8", "replace")
-            resp = protocol.Response(rid, data, out.code)
+                return resp.code, resp.data  # (_drain acknowledged it)
+            code = out.code
+            text = ffi.buffer(out.data, out.data_len)[:].decode("utf-8", "replace")
             seen = out.last_id
         finally:
             lib.tiga_response_clear(out)
         if self.ack_trim:
             self._ack_pending = eid[0]  # given to the next invoke's call
-        with self._lock:
-            others = bool(self._waiting)
-        if others:
+        # An invoke that went the shared way while we were here waits for this one to
+        # finish (_draining): read what arrived for it. Its request was written after
+        # it joined _waiting, so when _waiting is empty here nothing newer is owed.
+        if self._waiting:
             self._drain()  # responses for invokes that started meanwhile
-        else:
-            self._last = max(self._last, seen)
-        return resp
+        elif seen > self._last:
+            self._last = seen
+        return code, text
 
     def _ack(self, entry_id: int) -> None:
         """The server answered request ``entry_id``, so it read every request up to
@@ -322,7 +342,8 @@ class Client:
 
         Raises ServerNotReady (no server listening within the timeout), RemoteError
         (the handler failed; its message is the text), Timeout (no response)."""
-        return self._endpoint().invoke(method, data, self.timeout if timeout is None else timeout)
+        ep = self._ep if self._generation == _handle._generation else self._endpoint()
+        return ep.invoke(method, data, self.timeout if timeout is None else timeout)
 
     async def invoke_async(self, method: str, data: Any = "", *,
                            timeout: Optional[float] = None) -> str:

@@ -93,6 +93,7 @@ class _Worker:
         self.min_age_ns = int(ma * 1e9)
         self._eid = ffi.new("int64_t *")
         self._rq = ffi.new("tiga_request *")  # storage reused by every tiga_request_wait
+        self._ctx_head = (server.channel_name, client_id, req, resp, server.ipc_directory)
         self.thread = threading.Thread(target=self._run, name=f"tiga-worker-{client_id or '-'}",
                                        daemon=True)
 
@@ -199,19 +200,22 @@ class _Worker:
         self.close()
 
     def _serve_decoded(self, rq: Any) -> None:
-        """Answer the invoke C found and decoded (the data element still MessagePack)."""
+        """Answer the invoke C found and decoded (the data element still MessagePack).
+        Kept short: an idle server runs it with cold caches (PROTOCOL-NOTES, "cold
+        calls")."""
         try:
-            env = protocol.Invoke(ffi.unpack(rq.id, rq.id_len).decode("utf-8"),
-                                  ffi.unpack(rq.method, rq.method_len).decode("utf-8"),
-                                  msgpack.unpackb(ffi.buffer(rq.data, rq.data_len),
-                                                  raw=False, strict_map_key=False))
+            rid = ffi.unpack(rq.id, rq.id_len).decode("utf-8")
+            method = ffi.unpack(rq.method, rq.method_len).decode("utf-8")
+            data = msgpack.unpackb(ffi.buffer(rq.data, rq.data_len), raw=False,
+                                   strict_map_key=False)
         except Exception:  # noqa: BLE001 - drain()'s full decoder reports what is wrong
             self.drain()
             return
-        e = _Seen(rq.entry_id, rq.timestamp, protocol.MEDIA_MSGPACK)
-        self.last = e.id
-        self._ack_responses(rq.first_id)
-        self._handle(e, env)
+        eid = rq.entry_id
+        self.last = eid
+        if self.answered:
+            self._ack_responses(rq.first_id)
+        self._answer(eid, rq.timestamp, protocol.MEDIA_MSGPACK, rid, method, data)
 
     def drain(self) -> None:
         assert self.req is not None
@@ -255,23 +259,32 @@ class _Worker:
             self.resp._raw().call(lib.tiga_channel_set_ack, acked)
 
     def _handle(self, e: Any, env: protocol.Invoke) -> None:
-        ctx = InvokeContext(self.server.channel_name, self.client_id, self.req_name,
-                            self.resp_name, self.server.ipc_directory, env.id, e.id, e.media_type)
+        self._answer(e.id, e.timestamp, e.media_type, env.id, env.method, env.data)
+
+    def _answer(self, entry_id: int, timestamp: int, media_type: Optional[str], rid: str,
+                method: str, data: Any) -> None:
+        ctx = tuple.__new__(InvokeContext, self._ctx_head + (rid, entry_id, media_type))
         try:
-            result = self.server._call(env.method, env.data, ctx)
-            data, code = protocol.result_to_data(result), protocol.CODE_OK
+            result = self.server.on_invoke(method, data, ctx)
+            if result.__class__ is not str:
+                if asyncio.iscoroutine(result):
+                    result = self.server._await(result)
+                result = protocol.result_to_data(result)
+            code = protocol.CODE_OK
         except Exception as err:  # the handler's failure becomes the response
-            data, code = str(err) or type(err).__name__, protocol.CODE_ERROR
-            self.error("invoke", err, request_id=env.id, method=env.method)
-        assert self.resp is not None
+            result, code = str(err) or type(err).__name__, protocol.CODE_ERROR
+            self.error("invoke", err, request_id=rid, method=method)
+        resp = self.resp
+        assert resp is not None
         try:
-            payload = data.encode("utf-8", "surrogatepass")
-            check(self.resp._raw().call(lib.tiga_response_append, env.id.encode("utf-8"),
-                                        payload, len(payload), code, self._eid))
-            if self.resp is not self.req:
-                self.answered.append((e.id, self._eid[0], e.timestamp, time.monotonic_ns()))
+            payload = result.encode("utf-8", "surrogatepass")
+            out = self._eid
+            check(resp._handle.call(lib.tiga_response_append, rid.encode("utf-8"), payload,
+                                    len(payload), code, out))
+            if resp is not self.req:
+                self.answered.append((entry_id, out[0], timestamp, time.monotonic_ns()))
         except TigaError as err:
-            self.error("write", err, request_id=env.id, method=env.method)
+            self.error("write", err, request_id=rid, method=method)
 
     def wake(self) -> None:
         if self.req is not None and not self.req.closed:
@@ -396,12 +409,9 @@ class TigaServer:
             return list(self._workers)
 
     # -- handlers
-    def _call(self, method: str, data: Any, ctx: InvokeContext) -> Any:
-        result = self.on_invoke(method, data, ctx)
-        if asyncio.iscoroutine(result):
-            loop = self._event_loop()
-            result = asyncio.run_coroutine_threadsafe(result, loop).result()
-        return result
+    def _await(self, coro: Any) -> Any:
+        """Run a coroutine handler's result on the server's event loop thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self._event_loop()).result()
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
