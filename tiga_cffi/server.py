@@ -40,14 +40,6 @@ class InvokeContext(NamedTuple):
     media_type: Optional[str]
 
 
-class _Seen(NamedTuple):
-    """The parts of a request entry the server keeps (a decoded one has no Entry)."""
-
-    id: int
-    timestamp: int
-    media_type: Optional[str]
-
-
 class ErrorContext(NamedTuple):
     """Where an error reported to ``on_error`` happened."""
 
