@@ -374,3 +374,25 @@ def test_a_client_used_in_forked_children(ipc_dir):
         assert len(ids) == 3
         assert sum(cid is None for cid, _ in results) == 1
         assert c.invoke("parent", "after") == "parent:after"  # the parent's slot is intact
+
+
+def test_every_kind_of_handler_result_becomes_response_text(ipc_dir):
+    class Text(str):
+        pass
+
+    results = {
+        "str": "plain", "sub": Text("subclass"), "bytes": "é".encode(), "none": None,
+        "dict": {"a": [1, 2]}, "int": 7, "surrogate": "\udc80",
+    }
+    with tiga_cffi.start_tiga_server("svc", ipc_dir, lambda m, d, c: results[m]):
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=10) as c:
+            got = {m: c.invoke(m) for m in results}
+            # int and float timeouts, and a timeout of the wrong type
+            assert c.invoke("str", timeout=5) == "plain"
+            with pytest.raises(tiga_cffi.InvalidType):
+                c.invoke("str", timeout="5")
+            with pytest.raises(tiga_cffi.InvalidArgument):
+                c.invoke("str", timeout=0.0)
+    assert got["str"] == "plain" and got["sub"] == "subclass" and got["bytes"] == "é"
+    assert got["none"] == "" and got["dict"] == '{"a": [1, 2]}' and got["int"] == "7"
+    assert got["surrogate"] == "\ufffd" * 3  # written as surrogatepass bytes, read as U+FFFD
