@@ -27,6 +27,7 @@ from .channel import Channel, PathLike, fs_directory, validate_name
 from .notify import (
     DEFAULT_SPIN,
     NotificationListener,
+    _timeout_ms,
     blocking_call,
     wait_for_listener,
 )
@@ -146,18 +147,9 @@ class Endpoint:
         mb = method.encode("utf-8")
         start = self._last
         spin = self._listener.spin_us
-        left_ms = int((deadline - time.monotonic()) * 1000 + 0.999)
-        h = req.acquire()
-        try:
-            lh = lst.acquire()
-            try:
-                rc = lib.tiga_invoke_call(h, lh, mb, len(mb), packed, len(packed),
-                                          self._ack_pending, start, left_ms if left_ms > 0 else 0,
-                                          spin, idbuf, eid, out)
-            finally:
-                lst.release()
-        finally:
-            req.release()
+        rc = req.call_with(lst, lib.tiga_invoke_call, mb, len(mb), packed, len(packed),
+                           self._ack_pending, start, _timeout_ms(deadline), spin, idbuf, eid,
+                           out)
         try:
             if rc:
                 if idbuf[0] == b"\0":
@@ -265,10 +257,10 @@ class Endpoint:
         self._last = r.last_id
         self.missed += r.missed
         found = False
-        eid = None
         for e in r.entries:
             env = protocol.try_envelope(e.message, e.media_type)
             if isinstance(env, protocol.Response):
+                eid = None
                 with self._cond:
                     if env.id in self._waiting:
                         self._done[env.id] = env
@@ -342,8 +334,7 @@ class Client:
 
         Raises ServerNotReady (no server listening within the timeout), RemoteError
         (the handler failed; its message is the text), Timeout (no response)."""
-        ep = self._ep if self._generation == _handle._generation else self._endpoint()
-        return ep.invoke(method, data, self.timeout if timeout is None else timeout)
+        return self._endpoint().invoke(method, data, self.timeout if timeout is None else timeout)
 
     async def invoke_async(self, method: str, data: Any = "", *,
                            timeout: Optional[float] = None) -> str:

@@ -77,7 +77,6 @@ class _Worker:
         self.listener: Optional[NotificationListener] = None
         self.last = 0
         self.ready = threading.Event()
-        # (request entry id, response entry id) of answers not yet known consumed
         # answered requests whose responses may still be unread:
         # (request entry id, response entry id, request timestamp, response timestamp)
         self.answered: Deque[Tuple[int, int, int, int]] = collections.deque()
@@ -205,8 +204,7 @@ class _Worker:
             return
         eid = rq.entry_id
         self.last = eid
-        if self.answered:
-            self._ack_responses(rq.first_id)
+        self._ack_responses(rq.first_id)
         self._answer(eid, rq.timestamp, protocol.MEDIA_MSGPACK, rid, method, data)
 
     def drain(self) -> None:

@@ -11,6 +11,11 @@ static const char MEDIA[] = "application/x-msgpack";
 static const char GZ[] = "application/x-msgpack-compressed";
 #define GZ_LEN (sizeof GZ - 1)
 
+static bool media_is(const lb_entry *e, const char *media, size_t len)
+{
+    return e->media_type_len == len && memcmp(e->media_type, media, len) == 0;
+}
+
 int tiga_invoke_append(tiga_channel *req, const char *method, size_t method_len,
                        const uint8_t *data, size_t data_len, char *id_out, int64_t *entry_id)
 {
@@ -108,8 +113,8 @@ int tiga_response_find(tiga_channel *ch, int64_t after_id, const char *request_i
             goto done;
         if (e.id <= after_id || !e.media_type)
             continue;
-        if (e.media_type_len != MEDIA_LEN || memcmp(e.media_type, MEDIA, MEDIA_LEN) != 0) {
-            if (e.media_type_len == GZ_LEN && memcmp(e.media_type, GZ, GZ_LEN) == 0)
+        if (!media_is(&e, MEDIA, MEDIA_LEN)) {
+            if (media_is(&e, GZ, GZ_LEN))
                 out->unjudged++;
             continue;
         }
@@ -158,10 +163,8 @@ int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_i
             return TIGA_ETIMEDOUT;
         int64_t left = deadline == INT64_MAX ? -1 : (deadline - now + 999999) / 1000000;
         int rc = tiga_listener_wait(l, left, spin_us);
-        if (rc == TIGA_EINTR)
-            return rc;
         if (rc && rc != TIGA_ETIMEDOUT)
-            return rc;
+            return rc; /* TIGA_EINTR among them */
     }
 }
 
@@ -176,10 +179,8 @@ int tiga_invoke_call(tiga_channel *req, tiga_listener *l, const char *method, si
     if (ack_id > 0)
         tiga_channel_set_ack(req, ack_id);
     int rc = tiga_invoke_append(req, method, method_len, data, data_len, id_out, entry_id);
-    if (rc) {
-        id_out[0] = 0;
-        return rc;
-    }
+    if (rc)
+        return rc; /* id_out untouched: still empty */
     return tiga_response_wait(l, after_id, id_out, timeout_ms, spin_us, out);
 }
 
@@ -243,9 +244,8 @@ int tiga_request_next(tiga_channel *ch, int64_t after_id, tiga_request *out)
             goto done;
         if (e.id <= after_id || !e.media_type)
             continue; /* a plain message: nothing for a server */
-        bool mp = e.media_type_len == MEDIA_LEN && memcmp(e.media_type, MEDIA, MEDIA_LEN) == 0;
-        bool gz = e.media_type_len == GZ_LEN && memcmp(e.media_type, GZ, GZ_LEN) == 0;
-        if (!mp && !gz)
+        bool mp = media_is(&e, MEDIA, MEDIA_LEN);
+        if (!mp && !media_is(&e, GZ, GZ_LEN))
             continue;
         out->entry_id = e.id;
         out->timestamp = e.timestamp;
