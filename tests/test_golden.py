@@ -167,7 +167,9 @@ def test_write_result_and_read_after(ipc_dir):
 
 
 def test_old_entries_are_trimmed_on_write(ipc_dir, chan):
-    payload = msgpack.packb([2, [entry(1, b"old", ts=1), entry(2, b"young")]])
+    # Trimming is lazy (docs/PROTOCOL-NOTES.md); a dead run at least as big as
+    # the live entries goes at the next write.
+    payload = msgpack.packb([2, [entry(1, b"an old, long entry", ts=1), entry(2, b"young")]])
     install_payload(ipc_dir, "golden", payload)
     chan.write(b"new")
     raw = msgpack.unpackb(chan_payload(ipc_dir, "golden"))

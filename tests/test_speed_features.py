@@ -5,6 +5,7 @@ import struct
 import threading
 import time
 
+import msgpack
 import pytest
 
 import tiga_cffi
@@ -215,3 +216,102 @@ def test_response_of_an_age_trimmed_request_stays_for_the_minimum_age(ipc_dir):
                 time.sleep(0.01)
             assert ids[:2] == [rid, rid2]  # the unread first response is still there
             req.close()
+
+
+# ---------------------------------------------------------------- delta reads
+
+def _loads(ch):
+    """(payloads read whole, payloads read as a delta) by this handle."""
+    from tiga_cffi._tiga import ffi, lib
+
+    info = ffi.new("tiga_channel_info *")
+    assert ch._handle.call(lib.tiga_channel_info_get, info) == 0
+    return info.full_loads, info.delta_loads
+
+
+BIG = 64 * 1024
+
+
+def _big(i):
+    return bytes([i % 251]) * (BIG - 1) + b"\n"
+
+
+def test_delta_reads_return_what_full_reads_return(ipc_dir):
+    with tiga_cffi.Channel("dr", ipc_directory=ipc_dir, capacity=4 << 20) as w, \
+            tiga_cffi.Channel("dr", ipc_directory=ipc_dir) as r:
+        last = 0
+        for i in range(1, 25):
+            w.write(_big(i))
+            got = r.read(last)
+            assert [(e.id, e.message) for e in got.entries] == [(i, _big(i))]
+            last = got.last_id
+        full, delta = _loads(r)
+        # the first load and the first keeping only one entry are whole reads
+        assert full <= 2 and delta >= 22
+        # a fresh handle reads the same payload whole: same entries, same bytes
+        with tiga_cffi.Channel("dr", ipc_directory=ipc_dir) as fresh:
+            a, b = r.read(0), fresh.read(0)
+            assert [(e.id, e.timestamp, e.message) for e in a.entries] == \
+                [(e.id, e.timestamp, e.message) for e in b.entries]
+            assert _loads(fresh) == (1, 0)
+
+
+def _peer_log(last_id, entries):
+    return msgpack.packb([last_id, entries])
+
+
+def _installed(ipc_dir, name, entries, idx):
+    from conftest import install_payload
+
+    install_payload(ipc_dir, name, _peer_log(entries[-1][0], entries), idx=idx)
+
+
+def _peer_entry(i, message, ts):
+    return [i, "0f8fad5b-d9cb-469f-a165-70867728950e", ts, message, None]
+
+
+@pytest.mark.parametrize("change", ["message", "timestamp"])
+def test_delta_read_falls_back_when_a_kept_entry_changed(ipc_dir, change):
+    """A payload whose kept entries are not byte for byte the cached ones
+    (a peer that rewrote an entry, ids re-issued) is read whole: the reader
+    returns the file's bytes, never the cache's."""
+    ts = time.monotonic_ns()
+    entries = [_peer_entry(i, _big(i), ts + i) for i in range(1, 4)]
+    with tiga_cffi.Channel("fb", ipc_directory=ipc_dir) as r:
+        _installed(ipc_dir, "fb", entries, 0)
+        assert [e.id for e in r.read().entries] == [1, 2, 3]
+        changed = list(entries[1])
+        if change == "message":  # same id, writer and time: only the checksum tells
+            changed[3] = changed[3][:1000] + b"X" + changed[3][1001:]
+        else:
+            changed[2] += 1
+        _installed(ipc_dir, "fb", [changed, entries[2], _peer_entry(4, _big(4), ts + 4)], 1)
+        got = r.read(0)
+        assert [(e.id, e.message) for e in got.entries] == \
+            [(2, changed[3]), (3, _big(3)), (4, _big(4))]
+        assert _loads(r) == (2, 0)
+        # unchanged kept entries: a delta read
+        _installed(ipc_dir, "fb", [entries[2], _peer_entry(4, _big(4), ts + 4),
+                                   _peer_entry(5, _big(5), ts + 5)], 0)
+        assert [e.id for e in r.read(4).entries] == [5]
+        assert _loads(r) == (2, 1)
+        assert [e.message for e in r.read(0).entries] == [_big(3), _big(4), _big(5)]
+
+
+def test_delta_read_of_a_damaged_tail_is_corrupt_and_changes_nothing(ipc_dir):
+    ts = time.monotonic_ns()
+    entries = [_peer_entry(i, _big(i), ts + i) for i in range(1, 4)]
+    with tiga_cffi.Channel("dt", ipc_directory=ipc_dir) as r:
+        _installed(ipc_dir, "dt", entries, 0)
+        assert r.read().last_id == 3
+        good = _peer_log(4, entries[1:] + [_peer_entry(4, _big(4), ts + 4)])
+        from conftest import install_payload, make_version, snapshot
+
+        bad = good[:-10] + b"\xff" * 10
+        install_payload(ipc_dir, "dt", bad, idx=1, version=make_version(1, good))
+        before = snapshot(ipc_dir)
+        with pytest.raises(tiga_cffi.ChannelCorrupt):
+            r.read(3)
+        assert snapshot(ipc_dir) == before
+        install_payload(ipc_dir, "dt", good, idx=1)
+        assert [e.message for e in r.read(3).entries] == [_big(4)]

@@ -163,6 +163,11 @@ typedef struct tiga_channel_info {
     int64_t schema_version;       /* -1 plain */
     int32_t readers0;
     int32_t readers1;
+    /* Payloads this handle has loaded since it was opened: read whole, or
+     * as a delta (only the header and new entries read, the entries it kept
+     * taken from the previous payload; every one verified by its checksum). */
+    uint64_t full_loads;
+    uint64_t delta_loads;
 } tiga_channel_info;
 
 /* Set the defaults: capacity 1 MiB, min age 1000 ms, reader grace 1000 ms,

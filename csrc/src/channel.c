@@ -287,16 +287,65 @@ static int cache_matches(tiga_channel *ch, uint64_t v, bool *ok)
     return 0;
 }
 
+#define DELTA_HEAD 64           /* bytes read to parse a new payload's header */
+#define DELTA_CHECK 64          /* leading bytes of a kept entry compared: id, writer, time */
+
+/* Try to read the payload of `size` bytes in data file idx as a delta: its
+ * header and new entries from the file, the entries it keeps from the cache,
+ * after checking that each kept entry's id, writer and timestamp in the file
+ * are the cached ones.  *used: the composed (not yet verified) payload is at
+ * *dst and *h, *d describe it; the cache's old payload is gone.  Not used
+ * (a full read must follow): the cache is untouched. */
+static int delta_read(tiga_channel *ch, unsigned idx, uint64_t size, lb_header *h, lb_delta *d,
+                      uint8_t **dst, bool *used)
+{
+    *used = false;
+    lb_buf *b = &ch->cache;
+    if (b->len == 0 || b->cnt == 0 || !b->consecutive)
+        return 0;
+    uint8_t head[DELTA_HEAD], cmp[DELTA_CHECK];
+    size_t n = size < DELTA_HEAD ? (size_t)size : DELTA_HEAD, got;
+    int fd = ch->fd_data[idx];
+    int rc = plat_pread(fd, head, n, 0, &got);
+    if (rc == 0 && got == n && lb_parse_head(head, n, (size_t)size, h) == 0 &&
+        lb_buf_delta_plan(b, h, (size_t)size, d)) {
+        size_t off = h->entries_off;
+        for (size_t k = d->k0; rc == 0 && k < b->cnt; k++) {
+            size_t el = lb_buf_entry_len(b, k), c = el < DELTA_CHECK ? el : DELTA_CHECK;
+            rc = plat_pread(fd, cmp, c, off, &got);
+            if (rc == 0 && (got != c || memcmp(cmp, b->mem + b->pos[b->head + k], c) != 0))
+                return 0;
+            off += el;
+        }
+        if (rc == 0) {
+            *dst = lb_buf_delta_place(b, head, h, d);
+            *used = true;
+            rc = plat_pread(fd, *dst + off, d->tail_len, off, &got);
+            if (rc == 0 && got < d->tail_len)
+                rc = tiga_fail(TIGA_ETRUNCATED,
+                               "%s_data_%u has %zu bytes, the version word says the payload "
+                               "has %llu",
+                               ch->base, idx, (size_t)off + got, (unsigned long long)size);
+        }
+    }
+    if (rc == 0 && !*used)
+        tiga_clear_error(); /* a header that did not parse: the full read says why */
+    if (rc && rc != TIGA_ETRUNCATED)
+        tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, idx, tiga_strerror(rc));
+    return rc;
+}
+
 /* Bring the cache up to the payload under the current version word, copied
  * out and verified.  `locked`: the caller holds the writer lock (no reader
  * counter needed: cooperating writers cannot touch the active buffer). */
 static int load_payload(tiga_channel *ch, bool locked)
 {
     int bad = 0;
-    for (int attempt = 0;; attempt++) {
+    bool try_delta = true;
+    for (;;) {
         uint64_t v = atomic_load(ch->version);
         if (v == 0) {
-            ch->cache.len = 0;
+            lb_buf_drop(&ch->cache);
             ch->cache_version = 0;
             return 0;
         }
@@ -328,27 +377,45 @@ static int load_payload(tiga_channel *ch, bool locked)
         }
         if (rc == 0)
             rc = lb_buf_reserve(&ch->cache, (size_t)ch->capacity);
-        size_t got = 0;
+        size_t got = size;
+        uint8_t *dst = ch->cache.spare + TIGA_HEADROOM;
+        lb_header h;
+        lb_delta d;
+        bool delta = false;
         if (rc == 0) {
-            /* into the spare buffer: the current payload stays for comparison */
             ch->cache_version = 0;
-            rc = plat_pread(ch->fd_data[idx], ch->cache.spare + TIGA_HEADROOM, (size_t)size, 0,
-                            &got);
-            if (rc)
-                tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, idx, tiga_strerror(rc));
+            if (try_delta)
+                rc = delta_read(ch, idx, size, &h, &d, &dst, &delta);
+            /* else into the spare buffer: the current payload stays for comparison */
+            if (rc == 0 && !delta) {
+                rc = plat_pread(ch->fd_data[idx], dst, (size_t)size, 0, &got);
+                if (rc)
+                    tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, idx,
+                              tiga_strerror(rc));
+            }
         }
         if (!locked)
             reader_exit(ch, idx);
-        if (rc)
+        if (rc) {
+            if (delta)
+                lb_buf_drop(&ch->cache);
             return rc;
+        }
         if (got < size)
             return tiga_fail(TIGA_ETRUNCATED,
                              "%s_data_%u has %zu bytes, the version word says the payload has "
                              "%llu",
                              ch->base, idx, got, (unsigned long long)size);
         /* Verify the copy, never the shared bytes. */
-        uint64_t sum = tiga_wyhash(ch->cache.spare + TIGA_HEADROOM, (size_t)size, 0) & 0xFFFFFF;
+        uint64_t sum = tiga_wyhash(dst, (size_t)size, 0) & 0xFFFFFF;
         if (sum != tiga_ver_sum(v)) {
+            if (delta) {
+                /* the file's kept entries are not the cached ones after all
+                 * (or it changed under us): read it whole */
+                lb_buf_drop(&ch->cache);
+                try_delta = false;
+                continue;
+            }
             if (atomic_load(ch->version) != v)
                 continue; /* overwritten while we read it: try the new one */
             if (++bad >= READ_RETRIES)
@@ -360,14 +427,23 @@ static int load_payload(tiga_channel *ch, bool locked)
             plat_sleep_us(100 << bad);
             continue;
         }
-        rc = lb_buf_adopt(&ch->cache, (size_t)size);
-        if (rc) {
-            char why[400];
-            snprintf(why, sizeof why, "%s", tiga_last_error());
-            return tiga_fail(rc, "%s_data_%u: %s", ch->base, idx, why);
+        if (delta) {
+            if (lb_buf_delta_commit(&ch->cache, &h, &d)) {
+                tiga_clear_error();
+                try_delta = false; /* a full read gives the definitive error */
+                continue;
+            }
+            ch->delta_loads++;
+        } else {
+            rc = lb_buf_adopt(&ch->cache, (size_t)size);
+            if (rc) {
+                char why[400];
+                snprintf(why, sizeof why, "%s", tiga_last_error());
+                return tiga_fail(rc, "%s_data_%u: %s", ch->base, idx, why);
+            }
+            ch->full_loads++;
         }
         ch->cache_version = v;
-        (void)attempt;
         return 0;
     }
 }
@@ -425,6 +501,8 @@ int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info)
                     info->first_id = e.id;
             }
         }
+        info->full_loads = ch->full_loads;
+        info->delta_loads = ch->delta_loads;
         info->readers0 = atomic_load(&ch->readers[0]);
         info->readers1 = atomic_load(&ch->readers[1]);
     }

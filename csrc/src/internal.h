@@ -57,6 +57,8 @@ typedef struct lb_entry {
 } lb_entry;
 
 int lb_parse_header(const uint8_t *p, size_t n, lb_header *h);
+/* The same from the first n bytes of a total-byte payload. */
+int lb_parse_head(const uint8_t *p, size_t n, size_t total, lb_header *h);
 /* Decode the entry at *off (fully when `full`, else only id and timestamp
  * and its extent); advances *off. */
 int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool full);
@@ -81,6 +83,7 @@ typedef struct lb_buf {
     size_t *pos;
     size_t pos_cap, head, cnt;
     size_t old_cnt;          /* leading entries known to be trimmable */
+    uint64_t deferred;       /* trimmable bytes summed over appends since a trim */
     int64_t first_id;        /* id of entry 0 */
     bool consecutive;        /* ids are first_id, first_id + 1, ... */
 } lb_buf;
@@ -93,6 +96,36 @@ int lb_buf_validate(lb_buf *b);
  * checksum verified): validate it (entries it shares byte for byte with the
  * current payload are not walked again) and make it the current one. */
 int lb_buf_adopt(lb_buf *b, size_t len);
+/* Loading a new payload that keeps some of the cached entries (a delta read):
+ * the new header and the new entries at the end come from the file, the kept
+ * entries from the cache, and the checksum over the whole composed payload
+ * decides whether that was right. */
+#define LB_DELTA_MAX_KEPT 32             /* kept entries, each checked by a read */
+#define LB_DELTA_MIN_BYTES (64 * 1024)   /* kept bytes */
+#define LB_DELTA_MIN_ENTRY (8 * 1024)    /* kept bytes per kept entry */
+typedef struct lb_delta {
+    size_t k0;               /* the first cached entry kept */
+    size_t kept;             /* entries kept */
+    size_t from;             /* offset in mem of entry k0 */
+    size_t kept_bytes;       /* their bytes */
+    size_t tail_len;         /* bytes after them, to read from the file */
+    size_t start;            /* where the composed payload begins in mem */
+} lb_delta;
+/* Does the payload of len bytes with header h keep a run of the cached
+ * entries, and is it worth composing it around them? */
+bool lb_buf_delta_plan(const lb_buf *b, const lb_header *h, size_t len, lb_delta *d);
+/* Bytes of cached entry k (0 <= k < cnt). */
+size_t lb_buf_entry_len(const lb_buf *b, size_t k);
+/* Write the new header (h->entries_off bytes of hdr) in front of the kept
+ * entries, moving them if there is no room; returns the composed payload's
+ * start, whose last d->tail_len bytes the caller fills.  The cache no longer
+ * holds the old payload: lb_buf_delta_commit or lb_buf_drop must follow. */
+uint8_t *lb_buf_delta_place(lb_buf *b, const uint8_t *hdr, const lb_header *h, lb_delta *d);
+/* The composed payload verified: make it the cache's, indexing the new
+ * entries (on failure the cache is dropped). */
+int lb_buf_delta_commit(lb_buf *b, const lb_header *h, const lb_delta *d);
+/* Forget the cached payload (the buffers stay). */
+void lb_buf_drop(lb_buf *b);
 /* Decode the entries with id > after_id of the (validated) payload in b. */
 int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out);
 /* Append msgs to the payload in b in place (trim, write entries after the
@@ -167,6 +200,7 @@ struct tiga_channel {
     lb_buf cache;                /* last payload seen by this handle */
     uint64_t cache_version;      /* version word the cache holds (0: none) */
     uint64_t published;          /* the last version word this handle published */
+    uint64_t full_loads, delta_loads; /* payloads read whole, read as a delta */
     /* What this handle last wrote into each data file, for delta writes:
      * valid while no other writer has written since. */
     bool own_valid[2];

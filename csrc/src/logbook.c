@@ -247,6 +247,11 @@ static int rd_instance(rd *r, char out[37])
 
 int lb_parse_header(const uint8_t *p, size_t n, lb_header *h)
 {
+    return lb_parse_head(p, n, n, h);
+}
+
+int lb_parse_head(const uint8_t *p, size_t n, size_t total, lb_header *h)
+{
     rd r = {p, n, 0};
     uint32_t outer, inner;
     int64_t first;
@@ -283,9 +288,9 @@ int lb_parse_header(const uint8_t *p, size_t n, lb_header *h)
     if (h->last_id < 0)
         return CORRUPT("last_id is negative (%lld)", (long long)h->last_id);
     /* Each entry takes at least 4 bytes: reject absurd counts before walking. */
-    if ((uint64_t)h->count * 4 > n - h->entries_off)
+    if ((uint64_t)h->count * 4 > total - h->entries_off)
         return CORRUPT("the logbook claims %u entries in %zu bytes", h->count,
-                       n - h->entries_off);
+                       total - h->entries_off);
     return 0;
 }
 
@@ -509,6 +514,7 @@ void lb_buf_free(lb_buf *b)
 static void idx_reset(lb_buf *b)
 {
     b->head = b->cnt = b->old_cnt = 0;
+    b->deferred = 0;
     b->consecutive = true;
     b->first_id = 0;
 }
@@ -634,6 +640,72 @@ fail:
     return rc;
 }
 
+/* ---- loading a new payload around the cached entries it keeps */
+
+bool lb_buf_delta_plan(const lb_buf *b, const lb_header *h, size_t len, lb_delta *d)
+{
+    if (b->len == 0 || b->cnt == 0 || !b->consecutive || h->count == 0)
+        return false;
+    /* Where the new payload's entries would start if its ids are consecutive
+     * too; the checksum of the composed payload settles whether they are. */
+    int64_t first_new = h->last_id - (int64_t)h->count + 1;
+    if (first_new < b->first_id || first_new >= b->first_id + (int64_t)b->cnt)
+        return false;
+    d->k0 = (size_t)(first_new - b->first_id);
+    d->kept = b->cnt - d->k0;
+    d->from = b->pos[b->head + d->k0];
+    d->kept_bytes = b->start + b->len - d->from;
+    if (d->kept > h->count || h->entries_off + d->kept_bytes > len)
+        return false;
+    d->tail_len = len - h->entries_off - d->kept_bytes;
+    if ((d->kept == h->count) != (d->tail_len == 0))
+        return false;
+    /* Worth it only for big entries: each kept entry costs a small read to
+     * check its identity, against copying and comparing its bytes. */
+    return d->kept <= LB_DELTA_MAX_KEPT && d->kept_bytes >= LB_DELTA_MIN_BYTES &&
+           d->kept_bytes >= d->kept * LB_DELTA_MIN_ENTRY;
+}
+
+size_t lb_buf_entry_len(const lb_buf *b, size_t k)
+{
+    size_t end = k + 1 < b->cnt ? b->pos[b->head + k + 1] : b->start + b->len;
+    return end - b->pos[b->head + k];
+}
+
+uint8_t *lb_buf_delta_place(lb_buf *b, const uint8_t *hdr, const lb_header *h, lb_delta *d)
+{
+    size_t hl = h->entries_off, len = hl + d->kept_bytes + d->tail_len;
+    if (d->from < hl || d->from - hl + len > buf_total(b->cap)) {
+        size_t to = TIGA_HEADROOM + hl;
+        memmove(b->mem + to, b->mem + d->from, d->kept_bytes);
+        for (size_t k = d->k0; k < b->cnt; k++)
+            b->pos[b->head + k] = b->pos[b->head + k] - d->from + to;
+        d->from = to;
+    }
+    d->start = d->from - hl;
+    memcpy(b->mem + d->start, hdr, hl);
+    return b->mem + d->start;
+}
+
+int lb_buf_delta_commit(lb_buf *b, const lb_header *h, const lb_delta *d)
+{
+    idx_trim(b, d->k0);
+    b->start = d->start;
+    b->len = h->entries_off + d->kept_bytes + d->tail_len;
+    b->h = *h;
+    int rc = walk_entries(b, b->mem + b->start, b->len, h->entries_off + d->kept_bytes,
+                          h->count - (uint32_t)d->kept);
+    if (rc)
+        lb_buf_drop(b);
+    return rc;
+}
+
+void lb_buf_drop(lb_buf *b)
+{
+    b->len = 0;
+    idx_reset(b);
+}
+
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
                   int64_t now_ns, int64_t min_age_ns, int64_t ack_id, uint64_t capacity,
                   int64_t *first_id, bool *moved)
@@ -693,15 +765,24 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
                          add, alone + add, (unsigned long long)capacity);
     size_t hl = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
                                  count + (uint32_t)n);
-    /* Trim lazily: a trim moves the retained entries (the next write of this
-     * buffer must then be a full one), so do it when it frees a good part of
-     * the payload, or when the new entries need the room. */
+    /* Trim lazily.  A trim moves the retained entries, so the next write of
+     * each data file must rewrite all of them instead of only what it lacks;
+     * not trimming makes every write (and every read) hash the dead bytes
+     * again.  So trim once the dead bytes hashed since the last trim reach
+     * twice the bytes a trim would rewrite (small entries: every few dozen
+     * writes; 1 MiB entries: every few writes), when half the payload is
+     * dead, or when the new entries need the room. */
     bool room = hl + (b->len - first) + add <= capacity;
-    if (trimmable && (!room || trimmable >= 16384 || trimmable * 4 >= b->len)) {
+    size_t live = b->len - trim_end;
+    if (trimmable &&
+        (!room || trimmable >= live || b->deferred + trimmable >= 2 * (uint64_t)live)) {
+        b->deferred = 0;
         keep = trim_end;
         count = h.count - (uint32_t)b->old_cnt;
         hl = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
                               count + (uint32_t)n);
+    } else {
+        b->deferred += trimmable;
     }
     size_t kept = b->len - keep;
     size_t new_len = hl + kept + add;
