@@ -12,7 +12,12 @@ Profiles of the tiga_cffi rows:
             paced at 1,000 invokes/s
   blocking  as fast, spin 0 (every wait sleeps on the futex)
 Pipe and the socket pair are also run paced at 1,000 calls/s, beside compat, to show
-what the pacing itself costs on the machine (not a target).
+what the pacing itself costs on the machine (not a target). The "floor" rows are one
+futex wake-up each way through tiga's notify slots with nothing else (no data, lock or
+checksum): no blocking call can be faster than that on the machine. Where the
+scheduler puts the two processes decides much of a blocking round trip (one CPU: a
+context switch; two: an inter-processor wake-up of a halted CPU), so the blocking row,
+the socket pair and the floor are also run with the placement fixed both ways.
 
     python benchmarks/bench_suite.py [--quick] [--json FILE]
 """
@@ -57,7 +62,13 @@ def echo(method, data, ctx):
     return REPLY
 
 
-def tiga_server(d, profile, ready, stop, out):
+def pin(cpu: Optional[int]) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def tiga_server(d, profile, ready, stop, out, cpu=None):
+    pin(cpu)
     opts = PROFILES[profile]
     with tiga_cffi.start_tiga_server("bench", d, echo, discovery_interval=0.1,
                                      min_age=opts["min_age"], spin=opts["spin"]):
@@ -77,7 +88,8 @@ def pipe_server(conn, out):
     out.put(cpu_seconds() - c0)
 
 
-def socket_server(sock, out):
+def socket_server(sock, out, cpu=None):
+    pin(cpu)
     c0 = cpu_seconds()
     while True:
         msg = sock.recv(64)
@@ -138,10 +150,10 @@ def timed_loop(call: Callable[[], Any], warm: int, n: int, pace: float = 0.0) ->
     return res
 
 
-def rr_tiga(d, profile, warm, n):
+def rr_tiga(d, profile, warm, n, cpu=None):
     opts = PROFILES[profile]
     ready, stop, out = CTX.Event(), CTX.Event(), CTX.Queue()
-    p = CTX.Process(target=tiga_server, args=(d, profile, ready, stop, out))
+    p = CTX.Process(target=tiga_server, args=(d, profile, ready, stop, out, cpu))
     p.start()
     ready.wait(60)
     pace = 0.001 if profile == "compat" else 0.0
@@ -151,6 +163,51 @@ def rr_tiga(d, profile, warm, n):
     stop.set()
     res["server_cpu_s"] = out.get(timeout=60)
     p.join(60)
+    return res
+
+
+def wake_peer(d, calls, ready, out, cpu=None):
+    """Answer each of `calls` signals on channel "ping" with a signal on "pong",
+    going straight back to sleep each time, as a blocking server does."""
+    from tiga_cffi._tiga import ffi, lib
+
+    pin(cpu)
+    lst = tiga_cffi.create_tiga_notification_listener("ping", ipc_directory=d)
+    pong = tiga_cffi.Channel("pong", ipc_directory=d)
+    lh, ph, woken = lst._handle._h, pong._handle._h, ffi.new("int32_t *")
+    ready.set()
+    c0 = cpu_seconds()
+    for _ in range(calls):
+        if lib.tiga_listener_wait(lh, 60000, 0) != 0:
+            break
+        lib.tiga_channel_signal(ph, woken)
+    out.put(cpu_seconds() - c0)
+
+
+def rr_wake(d, warm, n, pace=0.0, cpu=None):
+    """The floor under a blocking call: one futex wake-up each way through
+    tiga's notify slots (spin 0), with no data, no lock, no checksum."""
+    from tiga_cffi._tiga import ffi, lib
+
+    ready, out = CTX.Event(), CTX.Queue()
+    lst = tiga_cffi.create_tiga_notification_listener("pong", ipc_directory=d)
+    ping = tiga_cffi.Channel("ping", ipc_directory=d)
+    p = CTX.Process(target=wake_peer, args=(d, warm + n, ready, out, cpu))
+    p.start()
+    ready.wait(60)
+    time.sleep(0.2)  # the peer's first wait is asleep
+    lh, ph, woken = lst._handle._h, ping._handle._h, ffi.new("int32_t *")
+
+    def call():
+        lib.tiga_channel_signal(ph, woken)
+        if lib.tiga_listener_wait(lh, 10000, 0) != 0:
+            raise RuntimeError("no answer from the wake-up peer")
+
+    res = timed_loop(call, warm, n, pace)
+    res["server_cpu_s"] = out.get(timeout=60)
+    p.join(60)
+    lst.close()
+    ping.close()
     return res
 
 
@@ -172,10 +229,10 @@ def rr_pipe(warm, n, pace=0.0):
     return res
 
 
-def rr_socket(warm, n, pace=0.0):
+def rr_socket(warm, n, pace=0.0, cpu=None):
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     out = CTX.Queue()
-    p = CTX.Process(target=socket_server, args=(b, out))
+    p = CTX.Process(target=socket_server, args=(b, out, cpu))
     p.start()
     b.close()
     req = REQ.encode()
@@ -407,8 +464,28 @@ def main() -> None:
         rt["AF_UNIX socketpair"] = rr_socket(args.warmup, args.samples)
         rt["multiprocessing.Queue"] = rr_queue(args.warmup, args.samples)
         rt["pyzmq REQ/REP ipc://"] = rr_zmq(fresh("zmq"), args.warmup, args.samples)
-        # Context for the compat row, not a target: the same pacing costs the
-        # others too (both processes go idle between calls and must be woken).
+        # Context, not targets: what a bare wake-up each way costs (the floor
+        # under the blocking row), and what pacing costs the others (both
+        # processes go idle between calls and must be woken).
+        rt["floor: wake-up only, spin 0"] = rr_wake(fresh("wake"), args.warmup, args.samples)
+        rt["floor: wake-up only @1000/s"] = rr_wake(fresh("wake2"), args.warmup,
+                                                    args.compat_samples, 0.001)
+        # The same with the placement fixed, so that the scheduler's choice
+        # does not decide the comparison: both processes on one CPU, then on
+        # two (this process on CPU 0, the server on CPU 0 or 1).
+        if len(os.sched_getaffinity(0)) >= 2:
+            mask = os.sched_getaffinity(0)
+            for where, cpu in (("one CPU", 0), ("two CPUs", 1)):
+                pin(0)
+                try:
+                    rt[f"tiga_cffi blocking, {where}"] = rr_tiga(
+                        fresh(f"blocking{cpu}"), "blocking", args.warmup, args.samples, cpu)
+                    rt[f"AF_UNIX socketpair, {where}"] = rr_socket(args.warmup, args.samples,
+                                                                   0.0, cpu)
+                    rt[f"floor: wake-up only, {where}"] = rr_wake(
+                        fresh(f"wake{cpu}x"), args.warmup, args.samples, 0.0, cpu)
+                finally:
+                    os.sched_setaffinity(0, mask)
         rt["multiprocessing.Pipe @1000/s"] = rr_pipe(args.warmup, args.compat_samples, 0.001)
         rt["AF_UNIX socketpair @1000/s"] = rr_socket(args.warmup, args.compat_samples, 0.001)
 

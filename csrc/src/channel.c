@@ -10,6 +10,7 @@
 
 #define READ_RETRIES 3          /* checksum mismatches under an unchanged version */
 #define HEADER_GUARD 32         /* bytes compared to trust the cached payload */
+#define DELTA_WRITE_MIN 4096    /* bytes a delta write must save to be worth two writes */
 
 static const char *SUFFIX[4] = {"_state", "_data_0", "_data_1", "_notify"};
 
@@ -301,7 +302,9 @@ static int delta_read(tiga_channel *ch, unsigned idx, uint64_t size, lb_header *
 {
     *used = false;
     lb_buf *b = &ch->cache;
-    if (b->len == 0 || b->cnt == 0 || !b->consecutive)
+    /* nothing to gain (not even the read of the new header) for small logs */
+    if (b->len == 0 || b->cnt == 0 || !b->consecutive ||
+        b->len - b->h.entries_off < LB_DELTA_MIN_BYTES)
         return 0;
     uint8_t head[DELTA_HEAD], cmp[DELTA_CHECK];
     size_t n = size < DELTA_HEAD ? (size_t)size : DELTA_HEAD, got;
@@ -622,6 +625,9 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
      * header length): write the header and what follows that payload. */
     bool delta = ours && ch->own_valid[next] && !moved && ch->own_len[next] >= hl &&
                  ch->own_len[next] <= len && !ch->opt.flush;
+    /* two writes cost more than writing a few more bytes in one */
+    if (delta && ch->own_len[next] - hl < DELTA_WRITE_MIN)
+        delta = false;
     /* a trim or header change since that version also invalidates it */
     if (moved)
         ch->own_valid[0] = ch->own_valid[1] = false;
