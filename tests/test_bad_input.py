@@ -2,6 +2,9 @@
 
 import os
 import struct
+import subprocess
+import sys
+import threading
 
 import msgpack
 import pytest
@@ -271,3 +274,54 @@ def test_channel_created_by_another_user():
             assert [e.message for e in ch.read().entries] == [b"root", b"nobody"]
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _truncate_and_read(ipc_dir, reader, name):
+    active = channel_files(ipc_dir, name)[1 + (reader.version & 1)]
+    os.truncate(active, 0)
+    before = snapshot(ipc_dir)
+    errors = []
+    for _ in range(3):
+        with pytest.raises(ChannelTruncated) as ei:
+            reader.read()
+        errors.append(str(ei.value))
+    t = threading.Thread(target=lambda: errors.append(pytest.raises(ChannelTruncated,
+                                                                    reader.read)))
+    t.start()
+    t.join(30)
+    assert len(errors) == 4 and "truncated by another process" in errors[0]
+    assert snapshot(ipc_dir) == before
+
+
+def test_data_file_truncated_under_the_mapping(ipc_dir):
+    """Data files are read through mappings: a file cut below the mapped pages
+    makes the read fault, and the fault becomes ChannelTruncated, in any thread."""
+    with tiga_cffi.Channel("cut", ipc_directory=ipc_dir) as w, \
+            tiga_cffi.Channel("cut", ipc_directory=ipc_dir) as r:
+        w.write(b"m" * 50000)
+        _truncate_and_read(ipc_dir, r, "cut")
+
+
+def test_truncation_fault_with_faulthandler_installed_later(tmp_path):
+    """faulthandler enabled after a channel opened sits in front of the
+    channel's handler: it reports the fault, hands it on, and the read still
+    fails cleanly instead of killing the process."""
+    script = f"""
+import faulthandler, os, sys
+import tiga_cffi
+d = {str(tmp_path)!r}
+w = tiga_cffi.Channel("late", ipc_directory=d)
+r = tiga_cffi.Channel("late", ipc_directory=d)
+w.write(b"m" * 50000)
+faulthandler.enable()
+os.truncate(os.path.join(d, "tiga_late_data_%d" % (r.version & 1)), 0)
+for _ in range(3):
+    try:
+        r.read()
+    except tiga_cffi.ChannelTruncated:
+        print("truncated")
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["truncated"] * 3

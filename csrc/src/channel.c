@@ -10,7 +10,6 @@
 
 #define READ_RETRIES 3          /* checksum mismatches under an unchanged version */
 #define HEADER_GUARD 32         /* bytes compared to trust the cached payload */
-#define DELTA_WRITE_MIN 4096    /* bytes a delta write must save to be worth two writes */
 
 static const char *SUFFIX[4] = {"_state", "_data_0", "_data_1", "_notify"};
 
@@ -175,6 +174,18 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
                        (unsigned long long)size, (unsigned long long)ch->capacity);
         goto fail;
     }
+    for (unsigned i = 0; i < 2; i++) {
+        void *dm;
+        if ((rc = plat_map(ch->fd_data[i], (size_t)ch->capacity, &dm))) {
+            tiga_fail(rc, "cannot map %s_data_%u: %s", ch->base, i, tiga_strerror(rc));
+            goto fail;
+        }
+        ch->data[i] = dm;
+    }
+    if ((rc = plat_map_guard())) {
+        tiga_fail(rc, "cannot install the SIGBUS handler: %s", tiga_strerror(rc));
+        goto fail;
+    }
     if ((rc = open_file(ch->base, 3, TIGA_NOTIFY_SIZE, &ch->fd_notify, &size)) ||
         (rc = fixed_size(ch->base, 3, size, TIGA_NOTIFY_SIZE)))
         goto fail;
@@ -204,6 +215,8 @@ void tiga_channel_close(tiga_channel *ch)
         return;
     plat_unmap((void *)ch->version, TIGA_STATE_SIZE);
     plat_unmap(ch->slots, TIGA_NOTIFY_SIZE);
+    plat_unmap(ch->data[0], (size_t)ch->capacity);
+    plat_unmap(ch->data[1], (size_t)ch->capacity);
     plat_close(ch->fd_state);
     plat_close(ch->fd_lock);
     plat_close(ch->fd_notify);
@@ -269,6 +282,30 @@ static void wait_readers_gone(tiga_channel *ch, unsigned idx)
     }
 }
 
+/* The data files are read and written through their mappings: no system
+ * call per read or write.  A file that another process truncated below the
+ * mapping faults, which the copy catches and reports here. */
+static int truncated(tiga_channel *ch, unsigned idx)
+{
+    uint64_t size = 0;
+    plat_file_size(ch->fd_data[idx], &size);
+    return tiga_fail(TIGA_ETRUNCATED,
+                     "%s_data_%u has %llu bytes, it had %llu when the channel was opened "
+                     "(truncated by another process? open the channel again)",
+                     ch->base, idx, (unsigned long long)size,
+                     (unsigned long long)ch->capacity);
+}
+
+static int data_get(tiga_channel *ch, unsigned idx, void *dst, size_t n, uint64_t off)
+{
+    return plat_map_copy(dst, ch->data[idx] + off, n) == 0 ? 0 : truncated(ch, idx);
+}
+
+static int data_put(tiga_channel *ch, unsigned idx, uint64_t off, const void *src, size_t n)
+{
+    return plat_map_copy(ch->data[idx] + off, src, n) == 0 ? 0 : truncated(ch, idx);
+}
+
 /* Is the cached payload still the one under version word v?  The version
  * word could in theory repeat (same buffer, size and 24-bit checksum), so
  * also compare the head of the buffer, which holds last_id. */
@@ -279,13 +316,10 @@ static int cache_matches(tiga_channel *ch, uint64_t v, bool *ok)
         return 0;
     size_t n = ch->cache.len < HEADER_GUARD ? ch->cache.len : HEADER_GUARD;
     uint8_t head[HEADER_GUARD];
-    size_t got;
-    int rc = plat_pread(ch->fd_data[tiga_ver_idx(v)], head, n, 0, &got);
-    if (rc)
-        return tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, tiga_ver_idx(v),
-                         tiga_strerror(rc));
-    *ok = got == n && memcmp(head, ch->cache.mem + ch->cache.start, n) == 0;
-    return 0;
+    int rc = data_get(ch, tiga_ver_idx(v), head, n, 0);
+    if (rc == 0)
+        *ok = memcmp(head, ch->cache.mem + ch->cache.start, n) == 0;
+    return rc;
 }
 
 #define DELTA_HEAD 64           /* bytes read to parse a new payload's header */
@@ -307,35 +341,26 @@ static int delta_read(tiga_channel *ch, unsigned idx, uint64_t size, lb_header *
         b->len - b->h.entries_off < LB_DELTA_MIN_BYTES)
         return 0;
     uint8_t head[DELTA_HEAD], cmp[DELTA_CHECK];
-    size_t n = size < DELTA_HEAD ? (size_t)size : DELTA_HEAD, got;
-    int fd = ch->fd_data[idx];
-    int rc = plat_pread(fd, head, n, 0, &got);
-    if (rc == 0 && got == n && lb_parse_head(head, n, (size_t)size, h) == 0 &&
-        lb_buf_delta_plan(b, h, (size_t)size, d)) {
-        size_t off = h->entries_off;
-        for (size_t k = d->k0; rc == 0 && k < b->cnt; k++) {
-            size_t el = lb_buf_entry_len(b, k), c = el < DELTA_CHECK ? el : DELTA_CHECK;
-            rc = plat_pread(fd, cmp, c, off, &got);
-            if (rc == 0 && (got != c || memcmp(cmp, b->mem + b->pos[b->head + k], c) != 0))
-                return 0;
-            off += el;
-        }
-        if (rc == 0) {
-            *dst = lb_buf_delta_place(b, head, h, d);
-            *used = true;
-            rc = plat_pread(fd, *dst + off, d->tail_len, off, &got);
-            if (rc == 0 && got < d->tail_len)
-                rc = tiga_fail(TIGA_ETRUNCATED,
-                               "%s_data_%u has %zu bytes, the version word says the payload "
-                               "has %llu",
-                               ch->base, idx, (size_t)off + got, (unsigned long long)size);
-        }
-    }
-    if (rc == 0 && !*used)
+    size_t n = size < DELTA_HEAD ? (size_t)size : DELTA_HEAD;
+    int rc = data_get(ch, idx, head, n, 0);
+    if (rc)
+        return rc;
+    if (lb_parse_head(head, n, (size_t)size, h) != 0 || !lb_buf_delta_plan(b, h, (size_t)size, d)) {
         tiga_clear_error(); /* a header that did not parse: the full read says why */
-    if (rc && rc != TIGA_ETRUNCATED)
-        tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, idx, tiga_strerror(rc));
-    return rc;
+        return 0;
+    }
+    size_t off = h->entries_off;
+    for (size_t k = d->k0; k < b->cnt; k++) {
+        size_t el = lb_buf_entry_len(b, k), c = el < DELTA_CHECK ? el : DELTA_CHECK;
+        if ((rc = data_get(ch, idx, cmp, c, off)))
+            return rc;
+        if (memcmp(cmp, b->mem + b->pos[b->head + k], c) != 0)
+            return 0;
+        off += el;
+    }
+    *dst = lb_buf_delta_place(b, head, h, d);
+    *used = true;
+    return data_get(ch, idx, *dst + off, d->tail_len, off);
 }
 
 /* Bring the cache up to the payload under the current version word, copied
@@ -380,7 +405,6 @@ static int load_payload(tiga_channel *ch, bool locked)
         }
         if (rc == 0)
             rc = lb_buf_reserve(&ch->cache, (size_t)ch->capacity);
-        size_t got = size;
         uint8_t *dst = ch->cache.spare + TIGA_HEADROOM;
         lb_header h;
         lb_delta d;
@@ -390,12 +414,8 @@ static int load_payload(tiga_channel *ch, bool locked)
             if (try_delta)
                 rc = delta_read(ch, idx, size, &h, &d, &dst, &delta);
             /* else into the spare buffer: the current payload stays for comparison */
-            if (rc == 0 && !delta) {
-                rc = plat_pread(ch->fd_data[idx], dst, (size_t)size, 0, &got);
-                if (rc)
-                    tiga_fail(rc, "cannot read %s_data_%u: %s", ch->base, idx,
-                              tiga_strerror(rc));
-            }
+            if (rc == 0 && !delta)
+                rc = data_get(ch, idx, dst, (size_t)size, 0);
         }
         if (!locked)
             reader_exit(ch, idx);
@@ -404,11 +424,6 @@ static int load_payload(tiga_channel *ch, bool locked)
                 lb_buf_drop(&ch->cache);
             return rc;
         }
-        if (got < size)
-            return tiga_fail(TIGA_ETRUNCATED,
-                             "%s_data_%u has %zu bytes, the version word says the payload has "
-                             "%llu",
-                             ch->base, idx, got, (unsigned long long)size);
         /* Verify the copy, never the shared bytes. */
         uint64_t sum = tiga_wyhash(dst, (size_t)size, 0) & 0xFFFFFF;
         if (sum != tiga_ver_sum(v)) {
@@ -421,12 +436,20 @@ static int load_payload(tiga_channel *ch, bool locked)
             }
             if (atomic_load(ch->version) != v)
                 continue; /* overwritten while we read it: try the new one */
-            if (++bad >= READ_RETRIES)
+            if (++bad >= READ_RETRIES) {
+                uint64_t fsize = 0;
+                if (plat_file_size(ch->fd_data[idx], &fsize) == 0 && fsize < size)
+                    return tiga_fail(TIGA_ETRUNCATED,
+                                     "%s_data_%u has %llu bytes, the version word says the "
+                                     "payload has %llu",
+                                     ch->base, idx, (unsigned long long)fsize,
+                                     (unsigned long long)size);
                 return tiga_fail(TIGA_ECORRUPT,
                                  "%s_data_%u: checksum 0x%06llx of the %llu-byte payload does "
                                  "not match 0x%06x in the version word",
                                  ch->base, idx, (unsigned long long)sum,
                                  (unsigned long long)size, tiga_ver_sum(v));
+            }
             plat_sleep_us(100 << bad);
             continue;
         }
@@ -625,27 +648,23 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
      * header length): write the header and what follows that payload. */
     bool delta = ours && ch->own_valid[next] && !moved && ch->own_len[next] >= hl &&
                  ch->own_len[next] <= len && !ch->opt.flush;
-    /* two writes cost more than writing a few more bytes in one */
-    if (delta && ch->own_len[next] - hl < DELTA_WRITE_MIN)
-        delta = false;
     /* a trim or header change since that version also invalidates it */
     if (moved)
         ch->own_valid[0] = ch->own_valid[1] = false;
     if (delta) {
-        rc = plat_pwrite(ch->fd_data[next], payload, hl, 0);
+        rc = data_put(ch, next, 0, payload, hl);
         if (rc == 0)
-            rc = plat_pwrite(ch->fd_data[next], payload + ch->own_len[next],
-                             len - ch->own_len[next], ch->own_len[next]);
+            rc = data_put(ch, next, ch->own_len[next], payload + ch->own_len[next],
+                          len - ch->own_len[next]);
     } else {
-        rc = plat_pwrite(ch->fd_data[next], payload, len, 0);
+        rc = data_put(ch, next, 0, payload, len);
     }
-    if (rc == 0 && ch->opt.flush)
-        rc = plat_datasync(ch->fd_data[next]);
+    if (rc == 0 && ch->opt.flush && (rc = plat_datasync(ch->fd_data[next])))
+        tiga_fail(rc, "cannot flush %s_data_%u: %s", ch->base, next, tiga_strerror(rc));
     if (rc) {
         ch->cache_version = 0;
-        ch->cache.len = 0;
+        lb_buf_drop(&ch->cache);
         ch->own_valid[0] = ch->own_valid[1] = false;
-        tiga_fail(rc, "cannot write %s_data_%u: %s", ch->base, next, tiga_strerror(rc));
         goto out;
     }
     ch->own_valid[next] = true;

@@ -191,6 +191,7 @@ struct tiga_channel {
     int fd_lock;                 /* the state file opened again, for flock */
     int32_t lock_pid;            /* the process fd_lock was opened in */
     _Atomic uint64_t *version;   /* mapped state file */
+    uint8_t *data[2];            /* mapped data files, capacity bytes each */
     _Atomic int32_t *readers;    /* [2] */
     tiga_slot *slots;            /* mapped notify file */
     uint64_t capacity;

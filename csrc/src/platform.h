@@ -35,6 +35,14 @@ void plat_unmap(void *addr, size_t size);
 int plat_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got);
 int plat_pwrite(int fd, const void *buf, size_t n, uint64_t off);
 int plat_datasync(int fd);
+/* Copy n bytes where src or dst lies in a shared file mapping: 0, or -EFAULT
+ * when the file turned out shorter than the mapping (another process
+ * truncated it; the access raised SIGBUS, which the copy catches).  A copy
+ * that faults may have copied part of the bytes. */
+int plat_map_copy(void *dst, const void *src, size_t n);
+/* Make sure plat_map_copy's SIGBUS handler is in place (it hands every
+ * SIGBUS that is not its own to the handler it found); cheap to repeat. */
+int plat_map_guard(void);
 
 /* Whole-file exclusive lock across processes, within timeout_ms.
  * Returns 0, -ETIMEDOUT (as TIGA_ETIMEDOUT by the caller) or -errno. */

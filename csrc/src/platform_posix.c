@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +167,83 @@ int plat_pwrite(int fd, const void *buf, size_t n, uint64_t off)
         }
         done += (size_t)r;
     }
+    return 0;
+}
+
+/* ---- copies to and from mappings of files another process may truncate.
+ * Touching a mapped page that lies wholly past the end of the file raises
+ * SIGBUS.  A copy registers a jump buffer for its thread; the handler jumps
+ * back into the copy, which reports the fault.  Every other SIGBUS goes to
+ * the handler installed before ours (or kills the process, as it would
+ * have). */
+
+static struct sigaction bus_prev;
+static _Thread_local sigjmp_buf *volatile bus_jump;
+static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    sigjmp_buf *j = bus_jump;
+    if (j) {
+        bus_jump = NULL;
+        siglongjmp(*j, 1);
+    }
+    if ((bus_prev.sa_flags & SA_SIGINFO) && bus_prev.sa_sigaction) {
+        bus_prev.sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (!(bus_prev.sa_flags & SA_SIGINFO) && bus_prev.sa_handler != SIG_DFL &&
+        bus_prev.sa_handler != SIG_IGN) {
+        bus_prev.sa_handler(sig);
+        return;
+    }
+    /* Nobody wants it: the faulting access repeats and takes the default. */
+    signal(SIGBUS, SIG_DFL);
+}
+
+int plat_map_guard(void)
+{
+    struct sigaction cur;
+    if (sigaction(SIGBUS, NULL, &cur) != 0)
+        return -errno;
+    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)
+        return 0;
+    pthread_mutex_lock(&bus_lock);
+    int rc = 0;
+    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+        !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigbus;
+        /* NODEFER: the jump leaves the handler without sigreturn, and a
+         * blocked SIGBUS would kill the thread at its next fault. */
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        bus_prev = cur;
+        if (sigaction(SIGBUS, &sa, NULL) != 0)
+            rc = -errno;
+    }
+    pthread_mutex_unlock(&bus_lock);
+    return rc;
+}
+
+int plat_map_copy(void *dst, const void *src, size_t n)
+{
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0)) {
+        /* Left the handler by a jump, not by returning: if whoever called it
+         * (a sanitizer's wrapper) blocked SIGBUS meanwhile, unblock it. */
+        sigset_t bus;
+        sigemptyset(&bus);
+        sigaddset(&bus, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+        return -EFAULT;
+    }
+    bus_jump = &jump;
+    atomic_signal_fence(memory_order_seq_cst);
+    memcpy(dst, src, n);
+    atomic_signal_fence(memory_order_seq_cst);
+    bus_jump = NULL;
     return 0;
 }
 

@@ -2,7 +2,9 @@
 /* Channels on disk: files, write/read, concurrency, damaged files. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -490,6 +492,79 @@ static void test_delta_reads(void)
     remove_dir(dir);
 }
 
+/* The data files are read through their mappings.  One truncated below the
+ * mapped pages by another process makes the read fault: the read reports
+ * TIGA_ETRUNCATED and the process lives on. */
+static void test_truncated_under_the_mapping(void)
+{
+    char *dir = temp_dir();
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, "t", NULL, &ch), TIGA_OK);
+    enum { BIG = 20000 };
+    uint8_t *big = calloc(1, BIG);
+    tiga_message m = {big, BIG, NULL};
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_OK);
+    tiga_channel *other = NULL;
+    CHECK_RC(tiga_channel_open(dir, "t", NULL, &other), TIGA_OK);
+    char dn[16];
+    snprintf(dn, sizeof dn, "_data_%u", (unsigned)(tiga_channel_version(ch) & 1));
+    for (int rep = 0; rep < 3; rep++) {
+        CHECK(truncate(P(dir, "t", dn), 0) == 0);
+        tiga_read_result *r = NULL;
+        CHECK_RC(tiga_channel_read(other, 0, &r), TIGA_ETRUNCATED);
+        CHECK(r == NULL && strstr(tiga_last_error(), "truncated") != NULL);
+    }
+    CHECK(truncate(P(dir, "t", dn), 1048576) == 0);
+    free(big);
+    tiga_channel_close(other);
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
+static volatile uint8_t own_handler_ran;
+static void own_sigbus(int sig)
+{
+    (void)sig;
+    _exit(42);
+}
+
+/* A SIGBUS that is not a channel's copy goes where it would have gone: to a
+ * handler installed before the channel, else the default (death). */
+static void test_other_sigbus_is_not_swallowed(void)
+{
+    for (int with_handler = 0; with_handler < 2; with_handler++) {
+        char *dir = temp_dir();
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (with_handler)
+                signal(SIGBUS, own_sigbus);
+            tiga_channel *ch = NULL;
+            if (tiga_channel_open(dir, "s", NULL, &ch) != TIGA_OK)
+                _exit(3);
+            char f[300];
+            snprintf(f, sizeof f, "%s/other", dir);
+            int fd = open(f, O_RDWR | O_CREAT, 0600);
+            if (fd < 0 || ftruncate(fd, 8192) != 0)
+                _exit(4);
+            volatile uint8_t *p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+            if (p == MAP_FAILED || ftruncate(fd, 0) != 0)
+                _exit(5);
+            own_handler_ran = p[4096];
+            _exit(6);
+        }
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        if (with_handler)
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42);
+        else /* killed by it, or (under a sanitizer) reported and exited */
+            CHECK(WIFSIGNALED(status) ? WTERMSIG(status) == SIGBUS
+                                      : WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+                                            (WEXITSTATUS(status) < 3 || WEXITSTATUS(status) > 6));
+        remove_dir(dir);
+    }
+}
+
 TEST_MAIN(T(test_files_and_roundtrip), T(test_bad_names), T(test_limits), T(test_damaged),
           T(test_corrupt_word), T(test_concurrent_writers), T(test_group_commit),
-          T(test_group_commit_split), T(test_group_commit_backpressure), T(test_delta_reads))
+          T(test_group_commit_split), T(test_group_commit_backpressure), T(test_delta_reads),
+          T(test_truncated_under_the_mapping), T(test_other_sigbus_is_not_swallowed))
