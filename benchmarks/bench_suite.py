@@ -362,10 +362,12 @@ def oneway_pipe(size, count):
 
 # ---------------------------------------------------------------- idle, memory, churn
 
-def proc_rss_kib(pid: int) -> int:
+def proc_rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident KiB: VmRSS (all), RssAnon (private memory) or RssFile (mapped
+    files: the channels' pages, shared with the page cache and the peers)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -400,6 +402,8 @@ def idle_and_memory(d, clients: int, cycles: int) -> Dict[str, Any]:
     for c in held:
         c.invoke("echo", "x")
     res[f"server_rss_kib_{clients}_clients"] = proc_rss_kib(p.pid)
+    res[f"server_rss_anon_kib_{clients}_clients"] = proc_rss_kib(p.pid, "RssAnon")
+    res[f"server_rss_file_kib_{clients}_clients"] = proc_rss_kib(p.pid, "RssFile")
     for c in held:
         c.close()
     time.sleep(1.5)  # scavenged
