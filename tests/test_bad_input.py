@@ -321,7 +321,8 @@ for _ in range(3):
     except tiga_cffi.ChannelTruncated:
         print("truncated")
 """
+    # cwd: not the checkout, whose tiga_cffi/ has no built extension under tox
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["truncated"] * 3
