@@ -30,10 +30,6 @@ int plat_file_size(int fd, uint64_t *size);
 int plat_set_size(int fd, uint64_t size);
 int plat_map(int fd, size_t size, void **addr);
 void plat_unmap(void *addr, size_t size);
-/* Read/write exactly n bytes at off; a short read (file too short) gives
- * *got < n with status 0. */
-int plat_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got);
-int plat_pwrite(int fd, const void *buf, size_t n, uint64_t off);
 int plat_datasync(int fd);
 /* Copy n bytes where src or dst lies in a shared file mapping: 0, or -EFAULT
  * when the file turned out shorter than the mapping (another process

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,8 +105,8 @@ int plat_file_size(int fd, uint64_t *size)
 {
     /* lseek, not fstat: asking for the times makes the kernel (multigrain
      * timestamps) give the next write a fine-grained time stamp, which
-     * dirties the inode on every write.  Only pread/pwrite use these
-     * descriptors, so moving the offset is harmless. */
+     * dirties the inode on every write.  Nothing reads or writes through
+     * these descriptors' offset, so moving it is harmless. */
     off_t end = lseek(fd, 0, SEEK_END);
     if (end < 0)
         return -errno;
@@ -137,39 +138,6 @@ void plat_unmap(void *addr, size_t size)
         munmap(addr, size);
 }
 
-int plat_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (r == 0)
-            break;
-        done += (size_t)r;
-    }
-    *got = done;
-    return 0;
-}
-
-int plat_pwrite(int fd, const void *buf, size_t n, uint64_t off)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pwrite(fd, (const char *)buf + done, n - done, (off_t)(off + done));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        done += (size_t)r;
-    }
-    return 0;
-}
-
 /* ---- copies to and from mappings of files another process may truncate.
  * Touching a mapped page that lies wholly past the end of the file raises
  * SIGBUS.  A copy registers a jump buffer for its thread; the handler jumps
@@ -179,6 +147,7 @@ int plat_pwrite(int fd, const void *buf, size_t n, uint64_t off)
 
 static struct sigaction bus_prev;
 static _Thread_local sigjmp_buf *volatile bus_jump;
+static _Thread_local volatile int bus_chaining;
 static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
@@ -188,17 +157,40 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
         bus_jump = NULL;
         siglongjmp(*j, 1);
     }
-    if ((bus_prev.sa_flags & SA_SIGINFO) && bus_prev.sa_sigaction) {
-        bus_prev.sa_sigaction(sig, si, uc);
-        return;
+    /* Not ours.  Hand it on once; if it comes back to us while we hand it on
+     * (a handler installed between two of our installs can have us as its
+     * own "previous"), stop the ring: take the default. */
+    if (!bus_chaining) {
+        bus_chaining = 1;
+        if ((bus_prev.sa_flags & SA_SIGINFO) && bus_prev.sa_sigaction) {
+            bus_prev.sa_sigaction(sig, si, uc);
+            bus_chaining = 0;
+            return;
+        }
+        if (!(bus_prev.sa_flags & SA_SIGINFO) && bus_prev.sa_handler != SIG_DFL &&
+            bus_prev.sa_handler != SIG_IGN) {
+            bus_prev.sa_handler(sig);
+            bus_chaining = 0;
+            return;
+        }
+        bus_chaining = 0;
     }
-    if (!(bus_prev.sa_flags & SA_SIGINFO) && bus_prev.sa_handler != SIG_DFL &&
-        bus_prev.sa_handler != SIG_IGN) {
-        bus_prev.sa_handler(sig);
-        return;
-    }
-    /* Nobody wants it: the faulting access repeats and takes the default. */
+    /* Nobody else wants it: the faulting access repeats and takes the default. */
     signal(SIGBUS, SIG_DFL);
+}
+
+static bool bus_installed; /* once installed: only a default disposition is replaced */
+
+/* Ours is the current handler, or was and another came after it (which
+ * then probably hands the signal back to ours, as Python's faulthandler
+ * does: installing ours on top of it again would make a ring). */
+static bool bus_in_place(const struct sigaction *cur)
+{
+    if ((cur->sa_flags & SA_SIGINFO) && cur->sa_sigaction == on_sigbus)
+        return true;
+    bool none = !(cur->sa_flags & SA_SIGINFO) &&
+                (cur->sa_handler == SIG_DFL || cur->sa_handler == SIG_IGN);
+    return bus_installed && !none;
 }
 
 int plat_map_guard(void)
@@ -206,12 +198,11 @@ int plat_map_guard(void)
     struct sigaction cur;
     if (sigaction(SIGBUS, NULL, &cur) != 0)
         return -errno;
-    if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)
+    if (bus_in_place(&cur))
         return 0;
     pthread_mutex_lock(&bus_lock);
     int rc = 0;
-    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
-        !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
+    if (sigaction(SIGBUS, NULL, &cur) == 0 && !bus_in_place(&cur)) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_sigbus;
@@ -222,6 +213,8 @@ int plat_map_guard(void)
         bus_prev = cur;
         if (sigaction(SIGBUS, &sa, NULL) != 0)
             rc = -errno;
+        else
+            bus_installed = true;
     }
     pthread_mutex_unlock(&bus_lock);
     return rc;

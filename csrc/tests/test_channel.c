@@ -528,19 +528,37 @@ static void own_sigbus(int sig)
     _exit(42);
 }
 
+/* Like Python's faulthandler: put the previous handler back and raise again. */
+static struct sigaction fh_prev;
+static void fh_sigbus(int sig)
+{
+    sigaction(SIGBUS, &fh_prev, NULL);
+    raise(sig);
+}
+
 /* A SIGBUS that is not a channel's copy goes where it would have gone: to a
- * handler installed before the channel, else the default (death). */
+ * handler installed before the channel, else the default (death) -- also
+ * when a handler that hands signals back to ours came in between two opens. */
 static void test_other_sigbus_is_not_swallowed(void)
 {
-    for (int with_handler = 0; with_handler < 2; with_handler++) {
+    for (int with_handler = 0; with_handler < 3; with_handler++) {
         char *dir = temp_dir();
         pid_t pid = fork();
         if (pid == 0) {
-            if (with_handler)
+            if (with_handler == 1)
                 signal(SIGBUS, own_sigbus);
-            tiga_channel *ch = NULL;
+            tiga_channel *ch = NULL, *ch2 = NULL;
             if (tiga_channel_open(dir, "s", NULL, &ch) != TIGA_OK)
                 _exit(3);
+            if (with_handler == 2) {
+                struct sigaction sa;
+                memset(&sa, 0, sizeof sa);
+                sa.sa_handler = fh_sigbus;
+                sa.sa_flags = SA_NODEFER;
+                sigaction(SIGBUS, &sa, &fh_prev);
+                if (tiga_channel_open(dir, "s2", NULL, &ch2) != TIGA_OK)
+                    _exit(3);
+            }
             char f[300];
             snprintf(f, sizeof f, "%s/other", dir);
             int fd = open(f, O_RDWR | O_CREAT, 0600);
@@ -554,7 +572,7 @@ static void test_other_sigbus_is_not_swallowed(void)
         }
         int status = 0;
         CHECK(waitpid(pid, &status, 0) == pid);
-        if (with_handler)
+        if (with_handler == 1)
             CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 42);
         else /* killed by it, or (under a sanitizer) reported and exited */
             CHECK(WIFSIGNALED(status) ? WTERMSIG(status) == SIGBUS
