@@ -180,6 +180,15 @@ TIGA_API void tiga_channel_options_init(tiga_channel_options *opt);
  * opt->capacity.  An existing state or notify file of another non-zero size
  * is TIGA_ETRUNCATED/TIGA_ECORRUPT and left untouched; an existing data_0
  * gives the capacity, a shorter data_1 is TIGA_ETRUNCATED.
+ * All four files are mapped; reads and writes copy through the mappings.  A
+ * data file that another process truncates below the mapping would make a
+ * copy fault with SIGBUS, so the first open installs a process-wide SIGBUS
+ * handler (sigaction, SA_SIGINFO) that turns such a fault into
+ * TIGA_ETRUNCATED for the call and hands every other SIGBUS to the handler
+ * it replaced (or the default action).  A later open installs it again only
+ * if the disposition went back to the default; a handler installed after
+ * it should hand SIGBUS on to the one it found (as Python's faulthandler
+ * does), or truncation faults kill the process.
  * Errors: TIGA_EBADNAME, TIGA_EINVAL, TIGA_ETRUNCATED, TIGA_ECORRUPT,
  * TIGA_ENOMEM, -errno.  Thread-safe.  On success *out owns the handle. */
 TIGA_API int tiga_channel_open(const char *dir, const char *name,
