@@ -336,9 +336,7 @@ static int delta_read(tiga_channel *ch, unsigned idx, uint64_t size, lb_header *
 {
     *used = false;
     lb_buf *b = &ch->cache;
-    /* nothing to gain (not even the read of the new header) for small logs */
-    if (b->len == 0 || b->cnt == 0 || !b->consecutive ||
-        b->len - b->h.entries_off < LB_DELTA_MIN_BYTES)
+    if (!lb_buf_delta_may(b)) /* not even the new header is worth reading */
         return 0;
     uint8_t head[DELTA_HEAD], cmp[DELTA_CHECK];
     size_t n = size < DELTA_HEAD ? (size_t)size : DELTA_HEAD;

@@ -111,6 +111,9 @@ typedef struct lb_delta {
     size_t tail_len;         /* bytes after them, to read from the file */
     size_t start;            /* where the composed payload begins in mem */
 } lb_delta;
+/* Can any new payload be read as a delta of the cached one (enough cached
+ * entry bytes, consecutive ids)?  Needs no look at the new payload. */
+bool lb_buf_delta_may(const lb_buf *b);
 /* Does the payload of len bytes with header h keep a run of the cached
  * entries, and is it worth composing it around them? */
 bool lb_buf_delta_plan(const lb_buf *b, const lb_header *h, size_t len, lb_delta *d);

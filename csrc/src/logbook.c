@@ -642,9 +642,16 @@ fail:
 
 /* ---- loading a new payload around the cached entries it keeps */
 
+bool lb_buf_delta_may(const lb_buf *b)
+{
+    /* the kept entries are a suffix of the cached ones: at most all of them */
+    return b->len && b->cnt && b->consecutive &&
+           b->len - b->h.entries_off >= LB_DELTA_MIN_BYTES;
+}
+
 bool lb_buf_delta_plan(const lb_buf *b, const lb_header *h, size_t len, lb_delta *d)
 {
-    if (b->len == 0 || b->cnt == 0 || !b->consecutive || h->count == 0)
+    if (!lb_buf_delta_may(b) || h->count == 0)
         return false;
     /* Where the new payload's entries would start if its ids are consecutive
      * too; the checksum of the composed payload settles whether they are. */
