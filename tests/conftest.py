@@ -40,6 +40,20 @@ def install_payload(directory, name, payload, idx=0, version=None):
         f.write(struct.pack("<Q", make_version(idx, payload) if version is None else version))
 
 
+def logbook(raw):
+    """(schema, last_id, entries) of a logbook decoded with msgpack, in either form
+    (the C# rule: enveloped only if the second element is [int, array])."""
+    if (len(raw) == 2 and isinstance(raw[1], list) and len(raw[1]) == 2
+            and isinstance(raw[1][0], int) and isinstance(raw[1][1], list)):
+        return raw[0], raw[1][0], raw[1][1]
+    return None, raw[0], raw[1]
+
+
+def header_len(schema):
+    """Bytes of the header we write: [last_id as uint64, array32], enveloped or not."""
+    return 15 if schema is None else 17
+
+
 def read_state(directory, name):
     return struct.unpack("<QiI", channel_files(directory, name)[0].read_bytes()[:16])
 

@@ -5,6 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiga_cffi._tiga import ffi, lib
 
+from conftest import header_len, logbook
+
 from tiga_cffi._errors import ChannelCorrupt, check
 
 INSTANCE = b"0c6a8e6e-2b1d-4f7c-9a3b-5d4e3f2a1b0c"
@@ -68,15 +70,20 @@ def test_roundtrip_matches_msgpack(batches):
     assert [(m, t) for _, m, t in entries] == expected
     assert [i for i, _, _ in entries] == list(range(1, len(expected) + 1))
     # msgpack agrees byte for byte on the structure (no re-encoding drift)
-    raw = msgpack.unpackb(payload, raw=False)
-    assert raw[0] == last_id
-    assert [(e[3], e[4]) for e in raw[1]] == expected
-    assert all(e[1] == INSTANCE.decode() for e in raw[1])
+    schema, raw_last, raw_entries = logbook(msgpack.unpackb(payload, raw=False))
+    assert raw_last == last_id
+    assert [(e[3], e[4]) for e in raw_entries] == expected
+    assert all(e[1] == INSTANCE.decode() for e in raw_entries)
+    # plain, unless the log once had exactly two entries (then enveloped, schema 1,
+    # for good: the Node addon misreads a plain log of two)
+    counts = [sum(len(b) for b in batches[:k + 1]) for k in range(len(batches))]
+    assert schema == (1 if 2 in counts else None)
     # retained entries are copied, never re-encoded: the entries are exactly their
     # msgpack encoding after a fixed-width header (uint64 last_id, array32 count)
-    assert payload[:15] == b"\x92\xcf" + last_id.to_bytes(8, "big") + b"\xdd" + len(
-        raw[1]).to_bytes(4, "big")
-    assert payload[15:] == b"".join(msgpack.packb(e, use_bin_type=True) for e in raw[1])
+    hl = header_len(schema)
+    assert payload[:hl] == (b"" if schema is None else b"\x92\x01") + b"\x92\xcf" + \
+        last_id.to_bytes(8, "big") + b"\xdd" + len(raw_entries).to_bytes(4, "big")
+    assert payload[hl:] == b"".join(msgpack.packb(e, use_bin_type=True) for e in raw_entries)
 
 
 @settings(max_examples=100, deadline=None)
@@ -147,10 +154,12 @@ def test_read_result_unpacking_matches_field_by_field(tmp_path_factory, items, a
         finally:
             lib.tiga_read_result_free(out[0])
         assert fast == slow
+        # a position past the log's last id reads the log from its start (reset)
+        start = after if after <= len(items) else 0
         assert [(e.message, e.media_type) for e in fast] == \
-            [(data, media) for data, media, _ in items][after:]
+            [(data, media) for data, media, _ in items][start:]
         # one instance id per writing handle
-        assert len({e.instance for e in fast}) == len({w for _, _, w in items[after:]})
+        assert len({e.instance for e in fast}) == len({w for _, _, w in items[start:]})
         assert all(len(e.instance) == 36 for e in fast)
     finally:
         for ch in writers + [reader]:

@@ -7,7 +7,7 @@ import uuid
 
 import msgpack
 import pytest
-from conftest import install_payload
+from conftest import header_len, install_payload, logbook
 
 import tiga_cffi
 from tiga_cffi import protocol
@@ -129,7 +129,9 @@ def test_what_we_write_has_the_protocol_shape(ipc_dir, chan):
     chan.write(b"\x00\x01bytes", media_type="application/octet-stream")
     chan.write(b"")
     raw = msgpack.unpackb(chan_payload(ipc_dir, "golden"), raw=False)
-    last_id, entries = raw
+    # the second write made a log of two entries: enveloped (schema 1) from then on
+    schema, last_id, entries = logbook(raw)
+    assert schema == 1 and raw[0] == 1 and raw[1][0] == 3
     assert last_id == 3 and len(entries) == 3
     for n, (eid, inst, ts, msg, _media) in enumerate(entries, 1):
         assert eid == n
@@ -168,14 +170,33 @@ def test_write_result_and_read_after(ipc_dir):
 
 def test_old_entries_are_trimmed_on_write(ipc_dir, chan):
     # Trimming is lazy (docs/PROTOCOL-NOTES.md); a dead run at least as big as
-    # the live entries goes at the next write.
-    payload = msgpack.packb([2, [entry(1, b"an old, long entry", ts=1), entry(2, b"young")]])
-    install_payload(ipc_dir, "golden", payload)
+    # the live entries goes at the next write. Our own entries are aged by their
+    # timestamps (our clock).
+    chan.set_min_age(0.05)
+    chan.write(b"an old, long entry of ours")
+    time.sleep(0.1)
     chan.write(b"new")
-    raw = msgpack.unpackb(chan_payload(ipc_dir, "golden"))
-    assert raw[0] == 3 and [e[0] for e in raw[1]] == [2, 3]
+    schema, last_id, entries = logbook(msgpack.unpackb(chan_payload(ipc_dir, "golden")))
+    assert last_id == 2 and [e[0] for e in entries] == [2]
     r = chan.read()
-    assert r.missed == 1 and [e.id for e in r.entries] == [2, 3]
+    assert r.missed == 1 and [e.id for e in r.entries] == [2]
+
+
+def test_a_peers_entries_are_aged_from_when_we_first_saw_them(ipc_dir, chan):
+    """Another writer's clock is not ours (the Node addon stamps nanoseconds since
+    its own start): its entries are kept min_age from when this writer first saw
+    them, whatever their timestamps say (PROTOCOL-NOTES, foreign clocks)."""
+    for name, ts in (("ancient", 1), ("future", now_ns() + 10**15)):
+        with tiga_cffi.Channel(name, ipc_directory=ipc_dir, min_age=0.2) as ch:
+            payload = msgpack.packb([2, [entry(1, b"peer one", ts=ts), entry(2, b"peer two")]])
+            install_payload(ipc_dir, name, payload)
+            ch.write(b"ours")  # first sight of the peer's entries: nothing goes
+            _, _, entries = logbook(msgpack.unpackb(chan_payload(ipc_dir, name)))
+            assert [e[0] for e in entries] == [1, 2, 3], name
+            time.sleep(0.3)
+            ch.write(b"later")
+            _, _, entries = logbook(msgpack.unpackb(chan_payload(ipc_dir, name)))
+            assert [e[0] for e in entries] == [4], name  # all older than min_age by then
 
 
 def test_delta_writes_give_the_same_bytes_as_full_ones(ipc_dir):
@@ -194,10 +215,11 @@ def test_delta_writes_give_the_same_bytes_as_full_ones(ipc_dir):
         msg = bytes([i]) * (i * 13 % 300)
         w.write(msg)
         expected.append(msg)
-        raw = msgpack.unpackb(chan_payload(ipc_dir, "delta"), raw=False)
         payload = chan_payload(ipc_dir, "delta")
-        assert raw[0] == i + 1
-        assert [e[3] for e in raw[1]] == expected
-        assert payload[15:] == b"".join(msgpack.packb(e, use_bin_type=True) for e in raw[1])
+        schema, last_id, entries = logbook(msgpack.unpackb(payload, raw=False))
+        assert last_id == i + 1
+        assert [e[3] for e in entries] == expected
+        assert payload[header_len(schema):] == b"".join(
+            msgpack.packb(e, use_bin_type=True) for e in entries)
     a.close()
     b.close()

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from . import protocol
-from ._errors import InvalidArgument, InvalidName, InvalidType, check
+from ._errors import ChannelClosed, InvalidArgument, InvalidName, InvalidType, check
 from ._handle import OwnedHandle
 from ._tiga import ffi, lib
 
@@ -45,15 +45,21 @@ class Entry(NamedTuple):
 
 class ReadResult(NamedTuple):
     """What a read returns: the entries after the asked-for id, the logbook's last id,
-    and how many ids after the asked-for id were trimmed before this read saw them."""
+    and how many ids after the asked-for id were trimmed before this read saw them.
+
+    ``reset`` is True when the log's last id was below the asked-for id: the log
+    went back (a peer reset it, or the channel was made anew), and the entries are
+    those of the new log from its start (as if ``last_id=0`` had been asked for)."""
 
     last_id: int
     entries: List[Entry]
     missed: int
     first_id: int = 0  # the oldest retained entry's id (0: the log is empty)
+    reset: bool = False
 
     def __str__(self) -> str:
-        return f"last_id={self.last_id} entries={len(self.entries)} missed={self.missed}"
+        text = f"last_id={self.last_id} entries={len(self.entries)} missed={self.missed}"
+        return text + " reset" if self.reset else text
 
 
 class WriteResult(NamedTuple):
@@ -66,6 +72,8 @@ class WriteResult(NamedTuple):
 
 
 class ChannelInfo(NamedTuple):
+    """A channel's numbers (``Channel.info``)."""
+
     name: str
     version: int
     capacity: int
@@ -75,6 +83,8 @@ class ChannelInfo(NamedTuple):
     first_id: int
     schema_version: Optional[int]
     live_listeners: int
+    resets: int = 0  # times this handle saw the log's ids go back (a peer reset it)
+    high_id: int = 0  # the highest id this handle has seen; its writes issue ids above it
 
 
 def fs_directory(ipc_directory: Any) -> str:
@@ -263,7 +273,17 @@ class Channel:
             return out[0]
 
         self._handle = OwnedHandle(open_channel, lib.tiga_channel_close, f"channel {name!r}")
-        self.capacity: int = self._handle.call(lib.tiga_channel_capacity)
+        self._capacity: int = self._handle.call(lib.tiga_channel_capacity)
+
+    @property
+    def capacity(self) -> int:
+        """Bytes per data file: as found at open, more once another process grew the
+        files (the Node addon grows small ones to 1 MiB) and a payload needed it."""
+        try:
+            self._capacity = int(self._handle.call(lib.tiga_channel_capacity))
+        except ChannelClosed:
+            pass
+        return self._capacity
 
     # -- lifetime
     def close(self) -> None:
@@ -338,7 +358,8 @@ class Channel:
         check(self._handle.call(lib.tiga_channel_read, last_id, out))
         res = out[0]
         try:
-            return ReadResult(res.last_id, _entries_of(res), res.missed, res.first_id)
+            return ReadResult(res.last_id, _entries_of(res), res.missed, res.first_id,
+                              bool(res.reset))
         finally:
             lib.tiga_read_result_free(res)
 
@@ -373,6 +394,8 @@ class Channel:
             info.first_id,
             None if info.schema_version < 0 else info.schema_version,
             live[0],
+            info.resets,
+            info.high_id,
         )
 
     def live_listeners(self) -> int:

@@ -179,6 +179,7 @@ class Endpoint:
             code = out.code
             text = ffi.buffer(out.data, out.data_len)[:].decode("utf-8", "replace")
             seen = out.last_id
+            went_back = out.reset  # the response log restarted below our position
         finally:
             lib.tiga_response_clear(out)
         if self.ack_trim:
@@ -186,6 +187,8 @@ class Endpoint:
         # An invoke that went the shared way while we were here waits for this one to
         # finish (_draining): read what arrived for it. Its request was written after
         # it joined _waiting, so when _waiting is empty here nothing newer is owed.
+        if went_back:
+            self._last = seen
         if self._waiting:
             self._drain()  # responses for invokes that started meanwhile
         elif seen > self._last:

@@ -172,6 +172,8 @@ class _Worker:
                 self.error("listener", e)
                 self.stop.wait(wait)
                 continue
+            if rq.reset:
+                self._went_back()
             if rc == 0:
                 status = rq.status
                 if status == lib.TIGA_REQUEST_INVOKE:
@@ -207,6 +209,14 @@ class _Worker:
         self._ack_responses(rq.first_id)
         self._answer(eid, rq.timestamp, protocol.MEDIA_MSGPACK, rid, method, data)
 
+    def _went_back(self) -> None:
+        """The request log's last id fell below our position: the client (or a peer
+        that lost its data; the Node addon restarts ids at 1 after a log it could not
+        read) began a new log. Its entries are new requests, read from its start; the
+        answered requests we kept for ack-trim are gone with the old log."""
+        self.last = 0
+        self.answered.clear()
+
     def drain(self) -> None:
         assert self.req is not None
         try:
@@ -214,6 +224,8 @@ class _Worker:
         except TigaError as e:
             self.error("read", e)
             return
+        if r.reset:
+            self._went_back()
         self.last = r.last_id
         self._ack_responses(r.first_id)
         for e in r.entries:

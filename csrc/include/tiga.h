@@ -138,8 +138,12 @@ typedef struct tiga_entry {
 
 /* Result of a read.  Free with tiga_read_result_free. */
 typedef struct tiga_read_result {
-    int64_t last_id;              /* the logbook's last_id (never below the caller's after_id) */
+    int64_t last_id;              /* the logbook's last_id (below the caller's after_id only
+                                     when reset is set) */
     int64_t missed;               /* ids after after_id that were trimmed before this read */
+    int32_t reset;                /* 1: the log's last_id was below after_id (a peer reset
+                                     the log, or the channel was made anew): the entries
+                                     are those after 0, the new log from its start */
     int64_t schema_version;       /* -1: plain form; otherwise the envelope's schema version */
     uint64_t version;             /* the state word the payload was read under (0: empty) */
     size_t retained;              /* entries retained in the logbook */
@@ -168,6 +172,13 @@ typedef struct tiga_channel_info {
      * taken from the previous payload; every one verified by its checksum). */
     uint64_t full_loads;
     uint64_t delta_loads;
+    /* Times this handle saw the log's last_id go below what it had seen
+     * (a peer reset the log), and remapped the data files after another
+     * process grew them; the highest id it has seen (its appends issue ids
+     * above it). */
+    uint64_t resets;
+    uint64_t grown;
+    int64_t high_id;
 } tiga_channel_info;
 
 /* Set the defaults: capacity 1 MiB, min age 1000 ms, reader grace 1000 ms,
@@ -197,7 +208,8 @@ TIGA_API int tiga_channel_open(const char *dir, const char *name,
 /* Close a handle: unmaps and closes the files.  NULL is a no-op. */
 TIGA_API void tiga_channel_close(tiga_channel *ch);
 
-/* The capacity (bytes per data file) found at open. */
+/* The capacity (bytes per data file): found at open, larger once another
+ * process grew the data files and this handle met a payload that needed it. */
 TIGA_API uint64_t tiga_channel_capacity(const tiga_channel *ch);
 
 /* The current version word (atomic load; 0 = nothing written).  Never blocks. */
@@ -228,8 +240,11 @@ TIGA_API int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, siz
 TIGA_API int tiga_channel_append1(tiga_channel *ch, const uint8_t *data, size_t len,
                                   const char *media_type, int64_t *id);
 
-/* Read the entries with id > after_id.  On success *out is a new result the
- * caller frees with tiga_read_result_free.  The payload is copied out under
+/* Read the entries with id > after_id (a negative after_id counts as 0).  If
+ * the log's last_id is below after_id, the log went back (a peer reset it, or
+ * the channel was made anew): the result has reset set and holds the entries
+ * after 0.  On success *out is a new result the caller frees with
+ * tiga_read_result_free.  The payload is copied out under
  * the reader counter and its checksum verified on the copy; a mismatch is
  * retried a bounded number of times, then TIGA_ECORRUPT.  A channel with
  * nothing written gives an empty result with last_id 0.
@@ -323,6 +338,8 @@ TIGA_API int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms);
 /* A response found by tiga_response_find / tiga_response_wait. */
 typedef struct tiga_response {
     int64_t last_id;      /* the response log's last id when the scan ended */
+    int32_t reset;        /* 1: that last id is below after_id (the log went back; the scan
+                             looked at the new log from its start) */
     int32_t found;        /* 1: the response with the id was found */
     int32_t code;         /* its code (0 success, -1 failure) */
     int32_t unjudged;     /* entries after after_id the scan could not read (compressed
@@ -391,6 +408,8 @@ typedef struct tiga_request {
     int64_t timestamp;    /* that entry's timestamp */
     int64_t last_id;      /* the newest id seen; with NONE everything up to it was skipped */
     int64_t first_id;     /* the oldest retained id of the log (0 when empty) */
+    int32_t reset;        /* 1: the log's last id is below after_id (it went back): the
+                             scan looked at the new log from its start */
     const char *id;       /* the request id (UTF-8 as written; id_len bytes + NUL) */
     size_t id_len;
     const char *method;   /* the method (method_len bytes + NUL) */

@@ -13,6 +13,9 @@
 
 static const char *SUFFIX[4] = {"_state", "_data_0", "_data_1", "_notify"};
 
+/* Times in ms above this would overflow as nanoseconds next to a clock value. */
+#define TIGA_MAX_MS (INT64_MAX / 1000000 / 4)
+
 void tiga_channel_options_init(tiga_channel_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -124,6 +127,10 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
     if (o.min_age_ms < 0 || o.reader_grace_ms < 0 || o.write_timeout_ms < 0)
         return tiga_fail(TIGA_EINVAL,
                          "min_age_ms, reader_grace_ms and write_timeout_ms must not be negative");
+    if (o.min_age_ms > TIGA_MAX_MS || o.reader_grace_ms > TIGA_MAX_MS ||
+        o.write_timeout_ms > TIGA_MAX_MS || o.lock_timeout_ms > TIGA_MAX_MS)
+        return tiga_fail(TIGA_EINVAL, "a time option is above %lld ms (about 73 years)",
+                         (long long)TIGA_MAX_MS);
 
     if (o.create_dir) {
         rc = plat_mkdirs(dir);
@@ -201,6 +208,7 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
         goto fail;
     }
     ch->slots = (tiga_slot *)m;
+    ch->cache.foreign_clocks = true;
     tiga_new_guid(ch->instance);
     *out = ch;
     return TIGA_OK;
@@ -235,8 +243,9 @@ uint64_t tiga_channel_version(const tiga_channel *ch) { return atomic_load(ch->v
 
 int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms)
 {
-    if (min_age_ms < 0)
-        return tiga_fail(TIGA_EINVAL, "min_age_ms must not be negative");
+    if (min_age_ms < 0 || min_age_ms > TIGA_MAX_MS)
+        return tiga_fail(TIGA_EINVAL, "min_age_ms must be between 0 and %lld",
+                         (long long)TIGA_MAX_MS);
     plat_mutex_lock(&ch->lock);
     ch->opt.min_age_ms = min_age_ms;
     ch->cache.old_cnt = 0; /* a longer minimum age can make old entries young again */
@@ -294,6 +303,56 @@ static int truncated(tiga_channel *ch, unsigned idx)
                      "(truncated by another process? open the channel again)",
                      ch->base, idx, (unsigned long long)size,
                      (unsigned long long)ch->capacity);
+}
+
+/* Another process grew the data files (the Node addon grows files under
+ * 1 MiB to 1 MiB; a C# peer sets them to its own capacity): map them again
+ * at the size both now have, so that a payload that needs the room can be
+ * read and written.  Called under ch->lock, which every use of the mappings
+ * holds.  Nothing changes when they did not grow or cannot be mapped; a
+ * payload larger than the files stays corrupt. */
+static int grow_mapping(tiga_channel *ch)
+{
+    uint64_t s0, s1;
+    if (plat_file_size(ch->fd_data[0], &s0) || plat_file_size(ch->fd_data[1], &s1))
+        return 0;
+    uint64_t cap = s0 < s1 ? s0 : s1;
+    if (cap <= ch->capacity || cap > TIGA_SIZE_MASK || cap > SIZE_MAX)
+        return 0;
+    void *m[2] = {NULL, NULL};
+    for (unsigned i = 0; i < 2; i++) {
+        int rc = plat_map(ch->fd_data[i], (size_t)cap, &m[i]);
+        if (rc) {
+            if (i)
+                plat_unmap(m[0], (size_t)cap);
+            return tiga_fail(rc, "cannot map %s_data_%u again at %llu bytes: %s", ch->base, i,
+                             (unsigned long long)cap, tiga_strerror(rc));
+        }
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        plat_unmap(ch->data[i], (size_t)ch->capacity);
+        ch->data[i] = m[i];
+    }
+    ch->capacity = cap;
+    ch->grown++;
+    return 0;
+}
+
+/* What this handle has seen of the log's ids: a last_id below the highest
+ * seen means a peer reset the log (ours never go back). */
+static void saw_ids(tiga_channel *ch)
+{
+    const lb_buf *b = &ch->cache;
+    int64_t top = b->len ? b->h.last_id : 0;
+    if (b->cnt && b->max_id > top)
+        top = b->max_id;
+    if (top < ch->high_id) {
+        ch->resets += !ch->below;
+        ch->below = true;
+    } else {
+        ch->high_id = top;
+        ch->below = false;
+    }
 }
 
 static int data_get(tiga_channel *ch, unsigned idx, void *dst, size_t n, uint64_t off)
@@ -373,14 +432,15 @@ static int load_payload(tiga_channel *ch, bool locked)
         if (v == 0) {
             lb_buf_drop(&ch->cache);
             ch->cache_version = 0;
+            saw_ids(ch);
             return 0;
         }
         unsigned idx = tiga_ver_idx(v);
         uint64_t size = tiga_ver_size(v);
-        if (size > ch->capacity)
+        if (size > ch->capacity && (grow_mapping(ch) || size > ch->capacity))
             return tiga_fail(TIGA_ECORRUPT,
                              "%s_state: the version word 0x%016llx claims a %llu-byte payload, "
-                             "the capacity is %llu",
+                             "the data files hold %llu",
                              ch->base, (unsigned long long)v, (unsigned long long)size,
                              (unsigned long long)ch->capacity);
         if (size == 0)
@@ -402,7 +462,8 @@ static int load_payload(tiga_channel *ch, bool locked)
             return 0;
         }
         if (rc == 0)
-            rc = lb_buf_reserve(&ch->cache, (size_t)ch->capacity);
+            rc = lb_buf_reserve(&ch->cache, (size_t)size);
+        ch->cache.now_ns = plat_now_ns(); /* entries new to this handle are first seen now */
         uint8_t *dst = ch->cache.spare + TIGA_HEADROOM;
         lb_header h;
         lb_delta d;
@@ -468,6 +529,7 @@ static int load_payload(tiga_channel *ch, bool locked)
             ch->full_loads++;
         }
         ch->cache_version = v;
+        saw_ids(ch);
         return 0;
     }
 }
@@ -527,6 +589,9 @@ int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info)
         }
         info->full_loads = ch->full_loads;
         info->delta_loads = ch->delta_loads;
+        info->resets = ch->resets;
+        info->grown = ch->grown;
+        info->high_id = ch->high_id;
         info->readers0 = atomic_load(&ch->readers[0]);
         info->readers1 = atomic_load(&ch->readers[1]);
     }
@@ -622,7 +687,20 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     int64_t fid = 0;
     bool moved = true;
     rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
-                       ch->opt.min_age_ms * 1000000, ch->ack_id, ch->capacity, &fid, &moved);
+                       ch->opt.min_age_ms * 1000000, ch->ack_id, ch->high_id, ch->capacity, &fid,
+                       &moved);
+    if ((rc == TIGA_EFULL || rc == TIGA_ETOOBIG) && fsize > ch->capacity) {
+        /* the files grew since we mapped them: use the room */
+        uint64_t was = ch->capacity;
+        char why[400];
+        snprintf(why, sizeof why, "%s", tiga_last_error());
+        if (grow_mapping(ch) == 0 && ch->capacity > was)
+            rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
+                               ch->opt.min_age_ms * 1000000, ch->ack_id, ch->high_id,
+                               ch->capacity, &fid, &moved);
+        else
+            tiga_fail(rc, "%s", why);
+    }
     if (rc == TIGA_EFULL) {
         *oldest_ts = INT64_MIN;
         if (ch->cache.len && ch->cache.h.count) {
@@ -630,7 +708,7 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
             size_t off = ch->cache.h.entries_off;
             if (lb_next_entry(ch->cache.mem + ch->cache.start, ch->cache.len, &off, &e,
                               false) == 0)
-                *oldest_ts = e.timestamp;
+                *oldest_ts = lb_buf_entry_time(&ch->cache, 0, &e, ch->instance);
         }
     }
     if (rc)
@@ -667,6 +745,8 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     }
     ch->own_valid[next] = true;
     ch->own_len[next] = len;
+    ch->high_id = ch->cache.h.last_id;
+    ch->below = false;
     atomic_exchange(ch->version, nv);
     ch->cache_version = nv;
     ch->published = nv;

@@ -53,6 +53,8 @@ typedef struct lb_entry {
     const uint8_t *media_type;   /* NULL when nil */
     size_t media_type_len;
     char instance[37];
+    const uint8_t *inst;         /* the instance as written when it is a str (else NULL) */
+    size_t inst_len;
     size_t start, end;           /* byte range of the whole entry */
 } lb_entry;
 
@@ -79,13 +81,21 @@ typedef struct lb_buf {
     size_t start;            /* payload begins at mem + start */
     size_t len;              /* payload length */
     lb_header h;             /* parsed header of the payload (valid when len > 0) */
-    /* index: entry k (0 <= k < cnt) starts at mem + pos[head + k] */
+    /* index: entry k (0 <= k < cnt) starts at mem + pos[head + k]; this
+     * handle first saw it at seen[head + k] (its clock, ns) */
     size_t *pos;
+    int64_t *seen;
     size_t pos_cap, head, cnt;
     size_t old_cnt;          /* leading entries known to be trimmable */
     uint64_t deferred;       /* trimmable bytes summed over appends since a trim */
     int64_t first_id;        /* id of entry 0 */
+    int64_t max_id;          /* the highest entry id indexed since the last reset */
     bool consecutive;        /* ids are first_id, first_id + 1, ... */
+    /* Foreign clocks: when set, an entry not written by the appending
+     * instance is aged from when this buffer first saw it (seen[]), not from
+     * its timestamp, which may come from another clock (PROTOCOL-NOTES). */
+    bool foreign_clocks;
+    int64_t now_ns;          /* the time newly indexed entries are first seen at */
 } lb_buf;
 
 int lb_buf_reserve(lb_buf *b, size_t cap);
@@ -133,9 +143,13 @@ void lb_buf_drop(lb_buf *b);
 int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out);
 /* Append msgs to the payload in b in place (trim, write entries after the
  * last one, rewrite the header right before the first retained entry). */
+/* floor_id: the new entries get ids above it too (a writer never issues an
+ * id at or below one it has seen, even when a peer's log went back). */
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
-                  int64_t now_ns, int64_t min_age_ns, int64_t ack_id, uint64_t capacity,
-                  int64_t *first_id, bool *moved);
+                  int64_t now_ns, int64_t min_age_ns, int64_t ack_id, int64_t floor_id,
+                  uint64_t capacity, int64_t *first_id, bool *moved);
+/* The time entry k's age is measured from (see foreign_clocks). */
+int64_t lb_buf_entry_time(const lb_buf *b, size_t k, const lb_entry *e, const char *instance);
 /* Index (0..cnt) of the first entry with id > after_id in the payload of b. */
 size_t lb_buf_first_after(const lb_buf *b, int64_t after_id);
 /* lowercase 8-4-4-4-12 text of 16 GUID bytes in text order */
@@ -205,6 +219,9 @@ struct tiga_channel {
     uint64_t cache_version;      /* version word the cache holds (0: none) */
     uint64_t published;          /* the last version word this handle published */
     uint64_t full_loads, delta_loads; /* payloads read whole, read as a delta */
+    int64_t high_id;             /* the highest id this handle has seen in the log */
+    uint64_t resets, grown;      /* logs seen going back; remaps after a peer grew the files */
+    bool below;                  /* the log is below high_id now (counted once in resets) */
     /* What this handle last wrote into each data file, for delta writes:
      * valid while no other writer has written since. */
     bool own_valid[2];

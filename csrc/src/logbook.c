@@ -306,6 +306,10 @@ int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool ful
         return CORRUPT("entry at byte %zu has %u elements, expected 4 or 5", e->start, len);
     if ((rc = rd_int(&r, &e->id, "an entry id")))
         return rc;
+    if (e->id < 1)
+        return CORRUPT("entry at byte %zu has id %lld; ids start at 1", e->start,
+                       (long long)e->id);
+    size_t ia = r.off;
     if (full) {
         if ((rc = rd_instance(&r, e->instance)))
             return rc;
@@ -320,6 +324,14 @@ int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool ful
         } else if ((rc = rd_bytes(&r, '*', &s, &sn, "the instance id"))) {
             return rc;
         }
+    }
+    e->inst = NULL;
+    e->inst_len = 0;
+    uint8_t it = r.p[ia]; /* the instance parsed: at least its type byte is there */
+    size_t ih = (it & 0xe0) == 0xa0 ? 1 : it == 0xd9 ? 2 : it == 0xda ? 3 : it == 0xdb ? 5 : 0;
+    if (ih) {
+        e->inst = r.p + ia + ih;
+        e->inst_len = r.off - ia - ih;
     }
     if ((rc = rd_int(&r, &e->timestamp, "a timestamp")))
         return rc;
@@ -475,12 +487,20 @@ size_t lb_encode_header(uint8_t *tmp, bool enveloped, int64_t schema, int64_t la
 
 static size_t buf_total(size_t cap) { return TIGA_HEADROOM + cap + cap / 2 + 4096; }
 
-int lb_buf_reserve(lb_buf *b, size_t cap)
+int lb_buf_reserve(lb_buf *b, size_t need)
 {
-    /* Room for the payload plus slack, so that trimming can move the payload
-     * forward several times before it has to be moved back. */
-    if (b->mem && b->cap >= cap)
+    /* Room for a payload of `need` bytes plus slack, so that trimming can
+     * move the payload forward several times before it has to be moved
+     * back.  Sized by the payload, never by the file: a peer's huge sparse
+     * data file costs nothing until a payload really is that big.  Grows
+     * geometrically, so a log that grows slowly is not copied every time. */
+    if (b->mem && b->cap >= need)
         return 0;
+    size_t cap = need < 4096 ? 4096 : need;
+    if (b->cap > cap / 2 && b->cap <= SIZE_MAX / 4)
+        cap = b->cap * 2;
+    if (cap > (SIZE_MAX - TIGA_HEADROOM - 4096) / 2)
+        return tiga_fail(TIGA_ENOMEM, "a payload buffer of %zu bytes is too big", need);
     size_t total = buf_total(cap);
     uint8_t *m = malloc(total), *sp = malloc(total);
     if (!m || !sp) {
@@ -506,6 +526,7 @@ void lb_buf_free(lb_buf *b)
     free(b->mem);
     free(b->spare);
     free(b->pos);
+    free(b->seen);
     memset(b, 0, sizeof *b);
 }
 
@@ -517,27 +538,43 @@ static void idx_reset(lb_buf *b)
     b->deferred = 0;
     b->consecutive = true;
     b->first_id = 0;
+    b->max_id = 0;
 }
 
-static int idx_push(lb_buf *b, size_t at, int64_t id)
+static int idx_push(lb_buf *b, size_t at, int64_t id, int64_t seen)
 {
     if (b->head + b->cnt == b->pos_cap) {
         if (b->head > 0 && b->head >= b->cnt) {
             memmove(b->pos, b->pos + b->head, b->cnt * sizeof *b->pos);
+            memmove(b->seen, b->seen + b->head, b->cnt * sizeof *b->seen);
             b->head = 0;
         } else {
             size_t nc = b->pos_cap ? b->pos_cap * 2 : 256;
+            if (nc > SIZE_MAX / sizeof(int64_t) / 2)
+                return tiga_fail(TIGA_ENOMEM, "the entry index cannot grow any further");
             size_t *np = realloc(b->pos, nc * sizeof *np);
             if (!np)
                 return tiga_fail(TIGA_ENOMEM, "cannot grow the entry index");
             b->pos = np;
+            int64_t *ns = realloc(b->seen, nc * sizeof *ns);
+            if (!ns)
+                return tiga_fail(TIGA_ENOMEM, "cannot grow the entry index");
+            b->seen = ns;
             b->pos_cap = nc;
         }
     }
-    if (b->cnt == 0)
+    if (b->cnt == 0) {
         b->first_id = id;
-    else if (id != b->first_id + (int64_t)b->cnt)
-        b->consecutive = false;
+        b->max_id = id;
+    } else {
+        /* ids are at least 1 (lb_next_entry, appends): the difference of
+         * two of them cannot overflow, their sum could */
+        if (id - b->first_id != (int64_t)b->cnt)
+            b->consecutive = false;
+        if (id > b->max_id)
+            b->max_id = id;
+    }
+    b->seen[b->head + b->cnt] = seen;
     b->pos[b->head + b->cnt++] = at;
     return 0;
 }
@@ -560,7 +597,7 @@ static int walk_entries(lb_buf *b, const uint8_t *p, size_t n, size_t off, uint3
         int rc = lb_next_entry(p, n, &off, &e, true);
         if (rc)
             return rc;
-        if ((rc = idx_push(b, b->start + at, e.id)))
+        if ((rc = idx_push(b, b->start + at, e.id, b->now_ns)))
             return rc;
     }
     if (off != n)
@@ -595,7 +632,7 @@ int lb_buf_adopt(lb_buf *b, size_t len)
         lb_entry e;
         size_t off = h.entries_off;
         if (lb_next_entry(np, len, &off, &e, false) == 0 && e.id >= b->first_id &&
-            e.id < b->first_id + (int64_t)b->cnt) {
+            e.id - b->first_id < (int64_t)b->cnt) {
             k0 = (size_t)(e.id - b->first_id);
             size_t from = b->pos[b->head + k0];
             size_t old_end = b->start + b->len;
@@ -612,6 +649,7 @@ int lb_buf_adopt(lb_buf *b, size_t len)
      * a walk of the rest.  The positions move down within the same array
      * (entry k0 + k becomes entry k), so they are rewritten in place. */
     const size_t *old_pos = b->pos + b->head;
+    const int64_t *old_seen = b->seen + b->head;
     int64_t old_first = b->first_id;
     size_t old_from = shared ? old_pos[k0] : 0;
     lb_buf nb = *b;
@@ -623,7 +661,7 @@ int lb_buf_adopt(lb_buf *b, size_t len)
     idx_reset(&nb);
     for (size_t k = 0; k < shared; k++) {
         size_t at = old_pos[k0 + k] - old_from + TIGA_HEADROOM + h.entries_off;
-        if ((rc = idx_push(&nb, at, old_first + (int64_t)(k0 + k))))
+        if ((rc = idx_push(&nb, at, old_first + (int64_t)(k0 + k), old_seen[k0 + k])))
             goto fail;
     }
     rc = walk_entries(&nb, np, len, h.entries_off + shared_bytes, h.count - (uint32_t)shared);
@@ -634,6 +672,7 @@ int lb_buf_adopt(lb_buf *b, size_t len)
 fail:
     /* keep b's buffers and index array; the caller drops the cache */
     b->pos = nb.pos;
+    b->seen = nb.seen;
     b->pos_cap = nb.pos_cap;
     b->len = 0;
     idx_reset(b);
@@ -656,7 +695,7 @@ bool lb_buf_delta_plan(const lb_buf *b, const lb_header *h, size_t len, lb_delta
     /* Where the new payload's entries would start if its ids are consecutive
      * too; the checksum of the composed payload settles whether they are. */
     int64_t first_new = h->last_id - (int64_t)h->count + 1;
-    if (first_new < b->first_id || first_new >= b->first_id + (int64_t)b->cnt)
+    if (first_new < b->first_id || first_new - b->first_id >= (int64_t)b->cnt)
         return false;
     d->k0 = (size_t)(first_new - b->first_id);
     d->kept = b->cnt - d->k0;
@@ -713,12 +752,36 @@ void lb_buf_drop(lb_buf *b)
     idx_reset(b);
 }
 
+int64_t lb_buf_entry_time(const lb_buf *b, size_t k, const lb_entry *e, const char *instance)
+{
+    if (!b->foreign_clocks)
+        return e->timestamp;
+    /* Our own entries carry our clock; anything else (another writer, whose
+     * clock may be its own, or a timestamp this clock cannot have produced)
+     * is aged from when this buffer first saw it. */
+    if (instance && e->inst_len == TIGA_INSTANCE_LEN &&
+        memcmp(e->inst, instance, TIGA_INSTANCE_LEN) == 0 && e->timestamp <= b->now_ns)
+        return e->timestamp;
+    return b->seen[b->head + k];
+}
+
+static int64_t sub_sat(int64_t a, int64_t b)
+{
+    if (b > 0 && a < INT64_MIN + b)
+        return INT64_MIN;
+    if (b < 0 && a > INT64_MAX + b)
+        return INT64_MAX;
+    return a - b;
+}
+
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
-                  int64_t now_ns, int64_t min_age_ns, int64_t ack_id, uint64_t capacity,
-                  int64_t *first_id, bool *moved)
+                  int64_t now_ns, int64_t min_age_ns, int64_t ack_id, int64_t floor_id,
+                  uint64_t capacity, int64_t *first_id, bool *moved)
 {
     if (n == 0)
         return tiga_fail(TIGA_EINVAL, "nothing to append");
+    if (n > 0xffffffffu)
+        return tiga_fail(TIGA_EFULL, "too many entries");
     lb_header h;
     if (b->len == 0) {
         h.enveloped = false;
@@ -730,22 +793,32 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
         h = b->h;
     }
     const uint8_t *p = b->mem + b->start;
-    if (h.last_id > INT64_MAX - (int64_t)n)
-        return CORRUPT("last_id %lld cannot grow any further", (long long)h.last_id);
-
     if (b->len == 0)
         idx_reset(b);
+    b->now_ns = now_ns;
+    /* The new ids: above the log's last_id, above every id in it (a hostile
+     * log may hold ids past its last_id) and above every id this writer has
+     * seen (a peer that reset the log must not make us re-issue ids). */
+    int64_t base = h.last_id;
+    if (b->cnt && b->max_id > base)
+        base = b->max_id;
+    if (floor_id > base)
+        base = floor_id;
+    if (base > INT64_MAX - (int64_t)n)
+        return CORRUPT("last_id %lld cannot grow any further", (long long)base);
+    int64_t new_last = base + (int64_t)n;
+
     /* Extend the run of leading entries known to be trimmable: older than the
      * minimum age, or acknowledged.  Both only grow with time, so the scan
      * resumes where it stopped (amortised O(1) per append). */
-    int64_t cutoff = now_ns - min_age_ns;
+    int64_t cutoff = sub_sat(now_ns, min_age_ns);
     while (b->old_cnt < b->cnt) {
         lb_entry e;
         size_t off = b->pos[b->head + b->old_cnt] - b->start;
         int rc = lb_next_entry(p, b->len, &off, &e, false);
         if (rc)
             return rc;
-        if (e.timestamp >= cutoff && e.id > ack_id)
+        if (lb_buf_entry_time(b, b->old_cnt, &e, instance) >= cutoff && e.id > ack_id)
             break;
         b->old_cnt++;
     }
@@ -758,19 +831,31 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].len > 0xffffffffu || (msgs[i].len && !msgs[i].data))
             return tiga_fail(TIGA_EINVAL, "message %zu: bad length or NULL data", i);
-        add += lb_entry_size(&msgs[i], h.last_id + 1 + (int64_t)i, now_ns);
+        size_t es = lb_entry_size(&msgs[i], base + 1 + (int64_t)i, now_ns);
+        if (add > SIZE_MAX - es || add + es > capacity)
+            return tiga_fail(TIGA_ETOOBIG,
+                             "the new entries need more than %zu bytes, the capacity is %llu",
+                             add > SIZE_MAX - es ? add : add + es, (unsigned long long)capacity);
+        add += es;
     }
     if ((uint64_t)count + n > 0xffffffffu)
         return tiga_fail(TIGA_EFULL, "too many entries");
+    /* The form: the one found, except that a plain log is never left with
+     * exactly two entries.  The Node addon reads [last_id, [e1, e2]] as an
+     * envelope (PROTOCOL section 3): it would see nothing and restart ids at
+     * 1.  Such a log is written enveloped with schema version 1 instead,
+     * which the Node addon and a C# reader of the default schema (1) both
+     * read, and it keeps that form from then on (PROTOCOL-NOTES). */
+    bool env = h.enveloped;
+    int64_t schema = h.schema;
     uint8_t hdr[TIGA_HEADROOM];
-    size_t alone = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
-                                    (uint32_t)n);
+    size_t alone = lb_encode_header(hdr, env || n == 2, env ? schema : 1, new_last, (uint32_t)n);
     if (alone + add > capacity)
         return tiga_fail(TIGA_ETOOBIG,
                          "%zu new bytes with the logbook's header need %zu bytes, the capacity "
                          "is %llu",
                          add, alone + add, (unsigned long long)capacity);
-    size_t hl = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
+    size_t hl = lb_encode_header(hdr, env || count + n == 2, env ? schema : 1, new_last,
                                  count + (uint32_t)n);
     /* Trim lazily.  A trim moves the retained entries, so the next write of
      * each data file must rewrite all of them instead of only what it lacks;
@@ -786,11 +871,16 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
         b->deferred = 0;
         keep = trim_end;
         count = h.count - (uint32_t)b->old_cnt;
-        hl = lb_encode_header(hdr, h.enveloped, h.schema, h.last_id + (int64_t)n,
-                              count + (uint32_t)n);
+    } else if (b->deferred > UINT64_MAX - trimmable) {
+        b->deferred = UINT64_MAX;
     } else {
         b->deferred += trimmable;
     }
+    if (!env && count + n == 2) {
+        env = true;
+        schema = 1;
+    }
+    hl = lb_encode_header(hdr, env, schema, new_last, count + (uint32_t)n);
     size_t kept = b->len - keep;
     size_t new_len = hl + kept + add;
     if (new_len > capacity)
@@ -799,7 +889,7 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
                          "entries (%zu bytes) younger than the minimum age; capacity %llu",
                          add, count, kept, (unsigned long long)capacity);
 
-    int rc = lb_buf_reserve(b, (size_t)capacity);
+    int rc = lb_buf_reserve(b, new_len);
     if (rc)
         return rc;
     /* Did the retained entries move relative to the payload's start? */
@@ -817,8 +907,8 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     }
     uint8_t *d = b->mem + at + kept;
     for (size_t i = 0; i < n; i++) {
-        int64_t id = h.last_id + 1 + (int64_t)i;
-        if ((rc = idx_push(b, (size_t)(d - b->mem), id))) {
+        int64_t id = base + 1 + (int64_t)i;
+        if ((rc = idx_push(b, (size_t)(d - b->mem), id, now_ns))) {
             idx_reset(b);
             b->len = 0; /* the caller drops the cache */
             return rc;
@@ -828,13 +918,13 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     memcpy(b->mem + at - hl, hdr, hl);
     b->start = at - hl;
     b->len = new_len;
-    b->h.enveloped = h.enveloped;
-    b->h.schema = h.schema;
-    b->h.last_id = h.last_id + (int64_t)n;
+    b->h.enveloped = env;
+    b->h.schema = schema;
+    b->h.last_id = new_last;
     b->h.count = count + (uint32_t)n;
     b->h.entries_off = hl;
     if (first_id)
-        *first_id = h.last_id + 1;
+        *first_id = base + 1;
     return 0;
 }
 
@@ -845,10 +935,23 @@ typedef struct result_block {
     uint8_t *tail;       /* copy of the payload bytes of the returned entries */
 } result_block;
 
+/* Where a read after after_id starts: after_id itself, or 0 when the log's
+ * last_id is below it (the log went back: a peer reset it, or the channel
+ * was made anew), so that the reader takes the new log from its start. */
+static int64_t read_from(const lb_header *h, int64_t after_id, bool *reset)
+{
+    if (after_id < 0)
+        after_id = 0;
+    *reset = h->last_id < after_id;
+    return *reset ? 0 : after_id;
+}
+
 /* Copy p[from..n) (the `count` entries after after_id) into a new result. */
 static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, const lb_header *h,
-                       int64_t after_id, int64_t first_id, tiga_read_result **out)
+                       int64_t after_id, int64_t first_id, bool reset, tiga_read_result **out)
 {
+    if (count > (SIZE_MAX - sizeof(result_block)) / sizeof(tiga_entry))
+        return tiga_fail(TIGA_ENOMEM, "a read result of %zu entries is too big", count);
     result_block *blk = calloc(1, sizeof *blk + count * sizeof(tiga_entry));
     if (!blk)
         return tiga_fail(TIGA_ENOMEM, "cannot allocate a read result");
@@ -887,6 +990,7 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
     r->first_id = h->count ? first_id : 0;
     r->payload_len = n;
     r->schema_version = h->enveloped ? h->schema : -1;
+    r->reset = reset;
     r->last_id = h->last_id > after_id ? h->last_id : after_id;
     int64_t span = h->last_id > after_id ? h->last_id - after_id : 0;
     r->missed = span > (int64_t)count ? span - (int64_t)count : 0;
@@ -904,6 +1008,8 @@ static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_res
     int rc;
     if (n > 0 && (rc = lb_parse_header(p, n, &h)))
         return rc;
+    bool reset;
+    after_id = read_from(&h, after_id, &reset);
     /* Check every entry's shape and find the first with id > after_id. */
     size_t off = h.entries_off, from = n;
     uint32_t skip = h.count;
@@ -922,7 +1028,7 @@ static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_res
     }
     if (off != n)
         return CORRUPT("%zu bytes follow the logbook's last entry", n - off);
-    return decode_tail(p, n, from, h.count - skip, &h, after_id, first_id, out);
+    return decode_tail(p, n, from, h.count - skip, &h, after_id, first_id, reset, out);
 }
 
 size_t lb_buf_first_after(const lb_buf *b, int64_t after_id)
@@ -947,8 +1053,12 @@ size_t lb_buf_first_after(const lb_buf *b, int64_t after_id)
 int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out)
 {
     static const uint8_t empty[1];
-    if (b->len == 0)
-        return decode_tail(empty, 0, 0, 0, &EMPTY_HEADER, after_id, 0, out);
+    bool reset;
+    if (b->len == 0) {
+        after_id = read_from(&EMPTY_HEADER, after_id, &reset);
+        return decode_tail(empty, 0, 0, 0, &EMPTY_HEADER, after_id, 0, reset, out);
+    }
+    after_id = read_from(&b->h, after_id, &reset);
     const uint8_t *p = b->mem + b->start;
     size_t k = lb_buf_first_after(b, after_id);
     size_t from = k < b->cnt ? b->pos[b->head + k] - b->start : b->len;
@@ -959,7 +1069,7 @@ int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out)
         if (lb_next_entry(p, b->len, &off, &e, false) == 0)
             first_id = e.id;
     }
-    return decode_tail(p, b->len, from, b->cnt - k, &b->h, after_id, first_id, out);
+    return decode_tail(p, b->len, from, b->cnt - k, &b->h, after_id, first_id, reset, out);
 }
 
 void tiga_read_result_free(tiga_read_result *r)
@@ -989,7 +1099,7 @@ int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *
         return tiga_fail(TIGA_EINVAL, "capacity %llu out of range for a %zu-byte logbook",
                          (unsigned long long)capacity, old_len);
     lb_buf b = {0};
-    int rc = lb_buf_reserve(&b, (size_t)capacity);
+    int rc = lb_buf_reserve(&b, old_len);
     if (rc)
         return rc;
     if (old_len) {
@@ -998,7 +1108,7 @@ int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *
         if ((rc = lb_buf_validate(&b)))
             goto done;
     }
-    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, 0, capacity, NULL,
+    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, 0, 0, capacity, NULL,
                             NULL)))
         goto done;
     uint8_t *res = malloc(b.len ? b.len : 1);

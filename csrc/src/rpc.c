@@ -79,16 +79,27 @@ void tiga_response_clear(tiga_response *r)
 
 /* Lock ch (the caller unlocks) and bring its payload up to date: *b is the
  * cache, NULL when nothing is retained; *last_id the newest id, at least
- * after_id. */
-static int look(tiga_channel *ch, int64_t after_id, int64_t *last_id, const lb_buf **b)
+ * after_id, unless the log went back (its last_id is below after_id: a peer
+ * reset it): then *reset is set, *last_id is the log's and *after_id becomes
+ * 0, so that the caller looks at the new log from its start. */
+static int look(tiga_channel *ch, int64_t *after_id, int64_t *last_id, int32_t *reset,
+                const lb_buf **b)
 {
     *b = NULL;
+    *reset = 0;
     plat_mutex_lock(&ch->lock);
     int rc = ch_load(ch);
     if (rc)
         return rc;
     const lb_buf *c = &ch->cache;
-    *last_id = c->len && c->h.last_id > after_id ? c->h.last_id : after_id;
+    int64_t top = c->len ? c->h.last_id : 0;
+    if (*after_id < 0)
+        *after_id = 0;
+    if (top < *after_id) {
+        *reset = 1;
+        *after_id = 0;
+    }
+    *last_id = top > *after_id ? top : *after_id;
     if (c->len && c->cnt)
         *b = c;
     return 0;
@@ -102,7 +113,7 @@ int tiga_response_find(tiga_channel *ch, int64_t after_id, const char *request_i
     size_t idl = strlen(request_id);
     tiga_response_clear(out);
     const lb_buf *b;
-    int rc = look(ch, after_id, &out->last_id, &b);
+    int rc = look(ch, &after_id, &out->last_id, &out->reset, &b);
     if (rc || !b)
         goto done;
     const uint8_t *p = b->mem + b->start;
@@ -225,11 +236,12 @@ int tiga_request_next(tiga_channel *ch, int64_t after_id, tiga_request *out)
         return tiga_fail(TIGA_EINVAL, "NULL argument");
     out->status = TIGA_REQUEST_NONE;
     out->entry_id = out->timestamp = out->first_id = 0;
+    out->reset = 0;
     out->id = out->method = NULL;
     out->data = NULL;
     out->id_len = out->method_len = out->data_len = 0;
     const lb_buf *b;
-    int rc = look(ch, after_id, &out->last_id, &b);
+    int rc = look(ch, &after_id, &out->last_id, &out->reset, &b);
     if (rc || !b)
         goto done;
     const uint8_t *p = b->mem + b->start;
@@ -280,5 +292,8 @@ int tiga_request_wait(tiga_listener *l, int64_t after_id, int64_t timeout_ms, in
     rc = tiga_listener_wait(l, timeout_ms, spin_us);
     if (rc)
         return rc;
-    return tiga_request_next(ch, out->last_id, out);
+    int32_t reset = out->reset; /* the caller's position went back in the first look */
+    rc = tiga_request_next(ch, out->last_id, out);
+    out->reset |= reset;
+    return rc;
 }

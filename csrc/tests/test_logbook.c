@@ -78,17 +78,51 @@ static void test_append_roundtrip(void)
     tiga_free(p);
 }
 
-static void test_two_entry_plain_is_plain(void)
+/* A plain log is never written with exactly two entries (the Node addon
+ * reads [last_id, [e1, e2]] as an envelope): it is written enveloped with
+ * schema 1 and keeps that form; one or three entries stay plain. */
+static void test_two_entries_are_enveloped(void)
 {
-    tiga_message m[2] = {{(const uint8_t *)"a", 1, NULL}, {(const uint8_t *)"b", 1, NULL}};
-    uint8_t *p = NULL;
-    size_t n = 0;
-    CHECK_RC(tiga_logbook_append(NULL, 0, m, 2, INST, 1, 0, 4096, &p, &n), TIGA_OK);
+    tiga_message m[3] = {{(const uint8_t *)"a", 1, NULL}, {(const uint8_t *)"b", 1, NULL},
+                         {(const uint8_t *)"c", 1, NULL}};
+    uint8_t *p = NULL, *q = NULL;
+    size_t n = 0, qn = 0;
     tiga_read_result *r = NULL;
+    /* one, then three entries at once: plain */
+    CHECK_RC(tiga_logbook_append(NULL, 0, m, 1, INST, 1, 0, 4096, &p, &n), TIGA_OK);
+    CHECK(p[0] == 0x92 && p[1] == 0xcf);
+    tiga_free(p);
+    CHECK_RC(tiga_logbook_append(NULL, 0, m, 3, INST, 1, 0, 4096, &p, &n), TIGA_OK);
     CHECK_RC(tiga_logbook_decode(p, n, 0, &r), TIGA_OK);
-    CHECK(r->schema_version == -1 && r->count == 2);
+    CHECK(r->schema_version == -1 && r->count == 3);
     tiga_read_result_free(r);
     tiga_free(p);
+    /* two: [1, [2, [e1, e2]]] */
+    CHECK_RC(tiga_logbook_append(NULL, 0, m, 2, INST, 1, 0, 4096, &p, &n), TIGA_OK);
+    CHECK(p[0] == 0x92 && p[1] == 0x01 && p[2] == 0x92 && p[3] == 0xcf);
+    CHECK_RC(tiga_logbook_decode(p, n, 0, &r), TIGA_OK);
+    CHECK(r->schema_version == 1 && r->count == 2 && r->last_id == 2);
+    tiga_read_result_free(r);
+    /* its inner array is the plain form of the same two entries: a peer's
+     * plain two-entry log is read as plain (the C# rule) */
+    CHECK_RC(tiga_logbook_decode(p + 2, n - 2, 0, &r), TIGA_OK);
+    CHECK(r->schema_version == -1 && r->count == 2 && r->last_id == 2);
+    tiga_read_result_free(r);
+    /* the form stays when a third entry comes */
+    CHECK_RC(tiga_logbook_append(p, n, m, 1, INST, 2, 1000, 4096, &q, &qn), TIGA_OK);
+    CHECK_RC(tiga_logbook_decode(q, qn, 0, &r), TIGA_OK);
+    CHECK(r->schema_version == 1 && r->count == 3 && r->last_id == 3);
+    tiga_read_result_free(r);
+    tiga_free(p);
+    tiga_free(q);
+    /* one old entry trimmed from a plain log of two: one plus one would be two */
+    CHECK_RC(tiga_logbook_append(NULL, 0, m, 1, INST, 1, 0, 4096, &p, &n), TIGA_OK);
+    CHECK_RC(tiga_logbook_append(p, n, m, 1, INST, 10, 1000, 4096, &q, &qn), TIGA_OK);
+    CHECK_RC(tiga_logbook_decode(q, qn, 0, &r), TIGA_OK);
+    CHECK(r->schema_version == 1 && r->count == 2);
+    tiga_read_result_free(r);
+    tiga_free(p);
+    tiga_free(q);
 }
 
 static void test_enveloped_kept(void)
@@ -180,5 +214,5 @@ static void test_instance_forms(void)
     }
 }
 
-TEST_MAIN(T(test_decode_plain), T(test_append_roundtrip), T(test_two_entry_plain_is_plain),
+TEST_MAIN(T(test_decode_plain), T(test_append_roundtrip), T(test_two_entries_are_enveloped),
           T(test_enveloped_kept), T(test_limits), T(test_garbage), T(test_instance_forms))
