@@ -1,11 +1,10 @@
 """Property tests of the logbook codec (the C decoder and in-place appender)."""
 
 import msgpack
+from conftest import header_len, logbook
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiga_cffi._tiga import ffi, lib
-
-from conftest import header_len, logbook
 
 from tiga_cffi._errors import ChannelCorrupt, check
 

@@ -21,7 +21,15 @@ from typing import Any, Dict, Optional, Set, Tuple
 import msgpack
 
 from . import _handle, protocol
-from ._errors import InvalidArgument, InvalidType, RemoteError, Timeout, check
+from ._errors import (
+    InvalidArgument,
+    InvalidType,
+    RemoteError,
+    ServerNotReady,
+    TigaError,
+    Timeout,
+    check,
+)
 from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, validate_name
 from .notify import (
@@ -34,6 +42,9 @@ from .notify import (
 
 DEFAULT_TIMEOUT = 30.0
 READY_CACHE = 1.0  # seconds a seen server listener is trusted without re-checking
+# How long an invoke waits for the server's listener before it writes anyway: the
+# Node addon's Linux build registers no listener slot and polls instead.
+LISTENER_GRACE = 0.075
 
 
 def request_name(channel_name: str, client_id: str) -> str:
@@ -85,6 +96,8 @@ class Endpoint:
         self._draining = False
         self._scratch = (ffi.new("char[37]"), ffi.new("int64_t *"), ffi.new("tiga_response *"))
         self._ready_until = 0.0
+        self._no_listener = False  # the last look found no listener on the request channel
+        self._slotless = False  # a server answered while it had no listener: it polls
         self._ack_pending = 0  # the fast path's last answered request, acked at the next write
         self.missed = 0  # responses trimmed before this client read them
 
@@ -113,8 +126,7 @@ class Endpoint:
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidType(f"invoke data cannot be encoded as MessagePack: {e}") from None
         if now >= self._ready_until:
-            wait_for_listener(self._req, timeout)
-            self._ready_until = time.monotonic() + READY_CACHE
+            self._await_server(timeout)
         lock = self._lock
         lock.acquire()
         fast = not self._draining and not self._waiting
@@ -123,6 +135,8 @@ class Endpoint:
         lock.release()
         if not fast:
             resp = self._invoke_shared(method, data, deadline, timeout)
+            if self._no_listener:
+                self._slotless = True  # answered without a listener: a polling server
             if resp.code < 0:
                 raise RemoteError(resp.data or "remote error", resp.code)
             return resp.data
@@ -134,9 +148,25 @@ class Endpoint:
             if self._waiting:
                 self._cond.notify_all()
             lock.release()
+        if self._no_listener:
+            self._slotless = True  # answered without a listener: a polling server
         if code < 0:
             raise RemoteError(text or "remote error", code)
         return text
+
+    def _await_server(self, timeout: float) -> None:
+        """Wait for the server's listener (PROTOCOL section 7: a C# server does not
+        answer invokes written before it attached), for a short grace only: a
+        server that registers no listener slot (the Node addon's Linux build polls
+        the request channel) still answers an invoke written without it."""
+        grace = 0.0 if self._slotless else min(timeout, LISTENER_GRACE)
+        if wait_for_listener(self._req, grace, required=False):
+            self._no_listener = self._slotless = False
+            self._ready_until = time.monotonic() + READY_CACHE
+        else:
+            self._no_listener = True
+            if self._slotless:  # a polling server: look again a second from now
+                self._ready_until = time.monotonic() + READY_CACHE
 
     def _invoke_alone(self, method: str, packed: bytes, deadline: float,
                       timeout: float) -> Tuple[int, str]:
@@ -251,8 +281,15 @@ class Endpoint:
                 raise self._timeout(timeout)
             self._listener.wait(left)
 
-    def _timeout(self, timeout: float) -> Timeout:
+    def _timeout(self, timeout: float) -> TigaError:
         self._ready_until = 0.0  # check the server again next time
+        if self._no_listener and self._req.live_listeners() == 0:
+            self._slotless = False
+            return ServerNotReady(
+                f"server not ready: no live listener on {self.request_name!r}, and nothing "
+                f"answered within {timeout} s (the invoke was written after "
+                f"{LISTENER_GRACE} s without one, for servers that poll without a listener "
+                "slot; none answered it)", lib.TIGA_ENOTREADY)
         return Timeout(f"no response on {self.response_name!r} within {timeout} s")
 
     def _drain(self) -> None:

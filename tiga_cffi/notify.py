@@ -138,8 +138,10 @@ def has_live_listener(name: str, *, ipc_directory: PathLike) -> bool:
     return cached_channel(name, ipc_directory).live_listeners() > 0
 
 
-def wait_for_listener(channel: Any, timeout: Optional[float]) -> None:
-    """Wait until ``channel`` (a Channel) has a live listener; ServerNotReady otherwise."""
+def wait_for_listener(channel: Any, timeout: Optional[float], *, required: bool = True) -> bool:
+    """Wait until ``channel`` (a Channel) has a live listener. Returns True; when
+    none appears within ``timeout``, raises ServerNotReady, or returns False when
+    not ``required``."""
     handle = channel._raw()
     h = handle.acquire()
     try:
@@ -149,10 +151,12 @@ def wait_for_listener(channel: Any, timeout: Optional[float]) -> None:
             ms = _timeout_ms(deadline)
             rc = lib.tiga_channel_wait_listener(h, min(ms, 100) if ms >= 0 else 100)
             if rc == 0:
-                return
+                return True
             if rc != lib.TIGA_ENOTREADY:
                 check(rc)
             if deadline is not None and time.monotonic() >= deadline:
+                if not required:
+                    return False
                 raise ServerNotReady(
                     f"server not ready: no live listener on {channel.name!r} within "
                     f"{timeout} s", lib.TIGA_ENOTREADY)

@@ -352,9 +352,16 @@ class TigaServer:
         if self._thread is not None:
             return self
         os.makedirs(self.ipc_directory, exist_ok=True)
+        # The watch goes in before the first scan: a client that appears between
+        # the scan and a later watch would wait for the next periodic discovery.
+        watch = None
+        try:
+            watch = DirectoryWatch(self.ipc_directory)
+        except TigaError as e:
+            self._report(e, ErrorContext("discover", self.channel_name))
         self._scavenge("scavenge-initial")
         self._discover()
-        self._thread = threading.Thread(target=self._discovery_loop, daemon=True,
+        self._thread = threading.Thread(target=self._discovery_loop, args=(watch,), daemon=True,
                                         name=f"tiga-server-{self.channel_name}")
         self._thread.start()
         return self
@@ -435,12 +442,7 @@ class TigaServer:
         log.warning("%s (%s, client %s): %s", ctx.stage, self.channel_name, ctx.client_id, exc)
 
     # -- discovery
-    def _discovery_loop(self) -> None:
-        watch = None
-        try:
-            watch = DirectoryWatch(self.ipc_directory)
-        except TigaError as e:
-            self._report(e, ErrorContext("discover", self.channel_name))
+    def _discovery_loop(self, watch: Optional[DirectoryWatch]) -> None:
         next_scavenge = time.monotonic() + self.scavenge_interval
         next_discovery = time.monotonic() + self.discovery_interval
         while not self._stop.is_set():
