@@ -582,7 +582,92 @@ static void test_other_sigbus_is_not_swallowed(void)
     }
 }
 
+/* What the Node addon does to a channel (PROTOCOL sections 1 and 3): grows its
+ * data files to 1 MiB under a handle that mapped them smaller, and resets the
+ * log to [0, []].  The old handle follows the growth, reads the new log from
+ * its start, and never issues an id it has seen. */
+static void put_payload(const char *dir, const char *name, const uint8_t *p, size_t n)
+{
+    int fs = open(P(dir, name, "_state"), O_RDWR);
+    uint64_t v = 0;
+    CHECK(pread(fs, &v, 8, 0) == 8);
+    unsigned next = v == 0 ? 0 : 1 - (unsigned)(v & 1);
+    int fd = open(P(dir, name, next ? "_data_1" : "_data_0"), O_RDWR);
+    CHECK(pwrite(fd, p, n, 0) == (ssize_t)n);
+    close(fd);
+    v = next | ((uint64_t)n << 1) | ((tiga_wyhash(p, n, 0) & 0xFFFFFF) << 40);
+    CHECK(pwrite(fs, &v, 8, 0) == 8);
+    close(fs);
+}
+
+static void test_peer_growth_and_reset(void)
+{
+    char *dir = temp_dir();
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.capacity = 65536;
+    tiga_channel *a = NULL, *b = NULL;
+    CHECK_RC(tiga_channel_open(dir, "peer", &o, &a), TIGA_OK);
+    int64_t id = 0;
+    CHECK_RC(tiga_channel_append1(a, (const uint8_t *)"a", 1, NULL, &id), TIGA_OK);
+    CHECK(truncate(P(dir, "peer", "_data_0"), 1 << 20) == 0);
+    CHECK(truncate(P(dir, "peer", "_data_1"), 1 << 20) == 0);
+    CHECK_RC(tiga_channel_open(dir, "peer", NULL, &b), TIGA_OK);
+    size_t big = 300000;
+    uint8_t *m = malloc(big);
+    memset(m, 7, big);
+    CHECK_RC(tiga_channel_append1(b, m, big, NULL, &id), TIGA_OK);
+    CHECK(id == 2 && tiga_channel_capacity(a) == 65536);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(a, 0, &r), TIGA_OK); /* remaps, then reads */
+    CHECK(r && r->count == 2 && r->entries[1].message_len == big && !r->reset);
+    tiga_read_result_free(r);
+    CHECK(tiga_channel_capacity(a) == 1 << 20);
+    tiga_channel_info info;
+    CHECK_RC(tiga_channel_info_get(a, &info), TIGA_OK);
+    CHECK(info.grown == 1 && info.high_id == 2 && info.resets == 0);
+    /* the log goes back: [0, []], then [1, [entry 1]] by a peer */
+    const uint8_t empty[] = {0x92, 0x00, 0x90};
+    put_payload(dir, "peer", empty, sizeof empty);
+    CHECK_RC(tiga_channel_read(a, 2, &r), TIGA_OK);
+    CHECK(r && r->reset && r->count == 0 && r->last_id == 0);
+    tiga_read_result_free(r);
+    tiga_message one = {(const uint8_t *)"p", 1, NULL};
+    uint8_t *lp = NULL;
+    size_t ln = 0;
+    CHECK_RC(tiga_logbook_append(NULL, 0, &one, 1, "0c6a8e6e-2b1d-4f7c-9a3b-5d4e3f2a1b0c",
+                                 tiga_now_ns(), 0, 1 << 20, &lp, &ln), TIGA_OK);
+    put_payload(dir, "peer", lp, ln);
+    tiga_free(lp);
+    CHECK_RC(tiga_channel_read(a, 2, &r), TIGA_OK);
+    CHECK(r && r->reset && r->count == 1 && r->entries[0].id == 1 && r->last_id == 1);
+    tiga_read_result_free(r);
+    /* our next id is above everything this handle saw, and the peer's entry stays
+     * (its clock is not ours: aged from when we first saw it) */
+    CHECK_RC(tiga_channel_append1(a, (const uint8_t *)"z", 1, NULL, &id), TIGA_OK);
+    CHECK(id == 3);
+    CHECK_RC(tiga_channel_read(a, 0, &r), TIGA_OK);
+    CHECK(r && r->count == 2 && r->entries[0].id == 1 && r->entries[1].id == 3 &&
+          r->last_id == 3 && r->schema_version == 1); /* two entries: enveloped */
+    tiga_read_result_free(r);
+    CHECK_RC(tiga_channel_info_get(a, &info), TIGA_OK);
+    CHECK(info.resets == 1 && info.high_id == 3);
+    /* a version word claiming more than the files hold stays corrupt */
+    CHECK_RC(tiga_channel_read(b, 0, &r), TIGA_OK);
+    tiga_read_result_free(r);
+    int fs = open(P(dir, "peer", "_state"), O_RDWR);
+    uint64_t liar = 1 | ((uint64_t)(2 << 20) << 1);
+    CHECK(pwrite(fs, &liar, 8, 0) == 8);
+    close(fs);
+    CHECK_RC(tiga_channel_read(a, 0, &r), TIGA_ECORRUPT);
+    free(m);
+    tiga_channel_close(a);
+    tiga_channel_close(b);
+    remove_dir(dir);
+}
+
 TEST_MAIN(T(test_files_and_roundtrip), T(test_bad_names), T(test_limits), T(test_damaged),
           T(test_corrupt_word), T(test_concurrent_writers), T(test_group_commit),
           T(test_group_commit_split), T(test_group_commit_backpressure), T(test_delta_reads),
-          T(test_truncated_under_the_mapping), T(test_other_sigbus_is_not_swallowed))
+          T(test_truncated_under_the_mapping), T(test_other_sigbus_is_not_swallowed),
+          T(test_peer_growth_and_reset))
