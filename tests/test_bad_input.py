@@ -217,7 +217,7 @@ def test_data_file_shrunk(ipc_dir, chan):
 def test_every_error_is_a_tiga_error():
     for cls in (InvalidName, InvalidType, MessageTooLarge, ChannelFull, ChannelCorrupt,
                 ChannelTruncated, TigaOSError, tiga_cffi.Timeout, tiga_cffi.ServerNotReady,
-                tiga_cffi.RemoteError, tiga_cffi.NoListenerSlot):
+                tiga_cffi.RemoteError, tiga_cffi.NoListenerSlot, tiga_cffi.OutOfMemory):
         assert issubclass(cls, TigaError)
 
 
@@ -250,7 +250,7 @@ def test_channel_created_by_another_user():
         os.chmod(d, 0o777)
         old = os.umask(0)
         try:
-            with tiga_cffi.Channel("shared", ipc_directory=d) as ch:
+            with tiga_cffi.Channel("shared", ipc_directory=d, mode=0o666) as ch:  # on purpose
                 ch.write(b"root")
         finally:
             os.umask(old)

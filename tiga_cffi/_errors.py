@@ -65,6 +65,12 @@ class RemoteError(TigaError):
     """The server answered with code -1; ``str(error)`` is the server's message."""
 
 
+class OutOfMemory(TigaError, MemoryError):
+    """libtiga could not allocate what a call needed (``except MemoryError`` works too).
+    Memory is sized by payloads, never by file sizes, so a peer's huge file does not
+    cause it; a payload near the 1 GiB limit on a small machine may."""
+
+
 class ChannelClosed(TigaError, ValueError):
     """The object was used after close()."""
 
@@ -88,6 +94,7 @@ _BY_CODE: Dict[int, Type[TigaError]] = {
     lib.TIGA_EINVAL: InvalidArgument,
     lib.TIGA_ENOSLOT: NoListenerSlot,
     lib.TIGA_ENOTREADY: ServerNotReady,
+    lib.TIGA_ENOMEM: OutOfMemory,
 }
 
 
@@ -96,8 +103,6 @@ def raise_for(rc: int, filename: Optional[str] = None) -> NoReturn:
     if -4000 < rc < 0:
         raise TigaOSError(-rc, detail, filename)
     text = ffi.string(lib.tiga_strerror(rc)).decode()
-    if rc == lib.TIGA_ENOMEM:
-        raise MemoryError(detail or text)
     cls = _BY_CODE.get(rc, TigaError)
     raise cls(f"{text}: {detail}" if detail else text, rc, detail)
 

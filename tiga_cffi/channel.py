@@ -153,14 +153,18 @@ def make_options(
     flush: bool = False,
     create_dir: bool = True,
     write_timeout: Optional[float] = None,
+    mode: Optional[int] = None,
+    private: bool = False,
 ) -> Any:
     opt = ffi.new("tiga_channel_options *")
     lib.tiga_channel_options_init(opt)
     if capacity is not None:
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise InvalidType("capacity must be an int (bytes)")
-        if capacity < 64 or capacity >= 1 << 39:
-            raise InvalidArgument("capacity must be between 64 bytes and 2**39-1")
+        if capacity < lib.TIGA_MIN_CAPACITY or capacity > lib.TIGA_MAX_CAPACITY:
+            raise InvalidArgument(
+                f"capacity must be between {lib.TIGA_MIN_CAPACITY} bytes and 1 GiB "
+                f"({lib.TIGA_MAX_CAPACITY}), not {capacity}")
         opt.capacity = capacity
     opt.min_age_ms = _seconds_to_ms(min_age, "min_age", opt.min_age_ms)
     opt.reader_grace_ms = _seconds_to_ms(reader_grace, "reader_grace", opt.reader_grace_ms)
@@ -168,7 +172,49 @@ def make_options(
     opt.write_timeout_ms = _seconds_to_ms(write_timeout, "write_timeout", opt.write_timeout_ms)
     opt.flush = 1 if flush else 0
     opt.create_dir = 1 if create_dir else 0
+    opt.mode = check_mode(mode)
+    opt.private_files = 1 if private else 0
     return opt
+
+
+DEFAULT_MODE = 0o600
+
+
+def dir_mode(mode: int) -> int:
+    """A directory's mode for files of ``mode``: x wherever r is (0o600 -> 0o700)."""
+    return mode | ((mode & 0o444) >> 2)
+
+
+def make_directory(path: str, mode: int = DEFAULT_MODE) -> None:
+    """Create ``path`` and its missing parents; those made get ``dir_mode(mode)``
+    whatever the umask (existing ones are left as they are)."""
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, dir_mode(mode))
+        except FileExistsError:
+            continue
+        os.chmod(d, dir_mode(mode))
+
+
+def check_mode(mode: Any) -> int:
+    """The permission bits for new channel files (default 0o600)."""
+    if mode is None:
+        return DEFAULT_MODE
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise InvalidType("mode must be an int such as 0o600 or 0o660")
+    if mode < 0 or mode & ~0o777 or not mode & 0o600 == 0o600:
+        raise InvalidArgument(
+            f"mode 0o{mode:o} must be permission bits (0o777 at most) that let the owner "
+            "read and write, e.g. 0o600 or 0o660")
+    return mode
 
 
 def _entry_layout() -> Optional[str]:
@@ -245,6 +291,11 @@ class Channel:
     flush: fdatasync each write (the peers' msync; not needed for IPC).
     write_timeout (seconds, default 0): when a write does not fit beside the retained
     entries, wait this long for the oldest to age out (backpressure) before ChannelFull.
+    mode (default 0o600): permission bits of the files this open creates, whatever the
+    umask; a directory it creates gets x wherever r is (0o700). Use 0o660 to share a
+    channel with a group on purpose (SECURITY.md). Existing files keep their modes.
+    private: refuse channel files another user owns (for a private directory).
+    A channel file that is a symbolic link is always refused (TigaOSError, ELOOP).
     """
 
     def __init__(
@@ -259,12 +310,14 @@ class Channel:
         flush: bool = False,
         create_dir: bool = True,
         write_timeout: Optional[float] = None,
+        mode: Optional[int] = None,
+        private: bool = False,
     ) -> None:
         nb = name_bytes(name)
         self.name = name
         self.ipc_directory = fs_directory(ipc_directory)
         opt = make_options(capacity, min_age, reader_grace, lock_timeout, flush, create_dir,
-                           write_timeout)
+                           write_timeout, mode, private)
         directory = self.ipc_directory.encode()
 
         def open_channel() -> Any:

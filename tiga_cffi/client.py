@@ -73,16 +73,16 @@ class Endpoint:
 
     def __init__(self, request: str, response: str, ipc_directory: PathLike,
                  spin: float = DEFAULT_SPIN, min_age: Optional[float] = None,
-                 ack_trim: bool = True) -> None:
+                 ack_trim: bool = True, mode: Optional[int] = None) -> None:
         validate_name(request, "request channel name")
         validate_name(response, "response channel name")
         d = fs_directory(ipc_directory)
         self.ipc_directory = d
         self.request_name, self.response_name = request, response
-        self._resp = Channel(response, ipc_directory=d)
+        self._resp = Channel(response, ipc_directory=d, mode=mode)
         try:
-            self._req = Channel(request, ipc_directory=d, min_age=min_age)
-            self._listener = NotificationListener(response, ipc_directory=d, spin=spin)
+            self._req = Channel(request, ipc_directory=d, min_age=min_age, mode=mode)
+            self._listener = NotificationListener(response, ipc_directory=d, spin=spin, mode=mode)
             self._last = self._resp.read().last_id
         except BaseException:
             self.close()
@@ -327,17 +327,18 @@ class Client:
 
     def __init__(self, channel_name: str, *, ipc_directory: PathLike,
                  client_id: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
-                 spin: float = DEFAULT_SPIN, min_age: Optional[float] = None) -> None:
+                 spin: float = DEFAULT_SPIN, min_age: Optional[float] = None,
+                 mode: Optional[int] = None) -> None:
         validate_name(channel_name)
         self.channel_name = channel_name
         self.client_id = validate_name(client_id, "client id") if client_id is not None \
             else new_client_id()
         self.timeout = _check_timeout(timeout)
         self._explicit_id = client_id is not None
-        self._options = (spin, min_age)
+        self._options = (spin, min_age, True, mode)
         self._ep = Endpoint(request_name(channel_name, self.client_id),
                             response_name(channel_name, self.client_id), ipc_directory, spin,
-                            min_age)
+                            min_age, True, mode)
         self._generation = _handle._generation
         self.ipc_directory = self._ep.ipc_directory
 

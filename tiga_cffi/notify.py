@@ -55,7 +55,8 @@ class NotificationListener:
     until close(); peers see this process as listening while it is held.
     """
 
-    def __init__(self, name: str, *, ipc_directory: PathLike, spin: float = DEFAULT_SPIN) -> None:
+    def __init__(self, name: str, *, ipc_directory: PathLike, spin: float = DEFAULT_SPIN,
+                 mode: Optional[int] = None) -> None:
         nb = name_bytes(name)
         self.name = name
         self.ipc_directory = fs_directory(ipc_directory)
@@ -63,10 +64,11 @@ class NotificationListener:
             raise InvalidArgument("spin must not be negative")
         self.spin_us = int(spin * 1e6)
         directory = self.ipc_directory.encode()
+        opt = make_options(mode=mode)
 
         def open_listener() -> Any:
             out = ffi.new("tiga_listener **")
-            check(lib.tiga_listener_open(directory, nb, make_options(), out))
+            check(lib.tiga_listener_open(directory, nb, opt, out))
             return out[0]
 
         self._handle = OwnedHandle(open_listener, lib.tiga_listener_close,

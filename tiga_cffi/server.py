@@ -16,7 +16,14 @@ import msgpack
 from . import protocol
 from ._errors import InvalidArgument, InvalidType, TigaError, check
 from ._tiga import ffi, lib
-from .channel import Channel, PathLike, fs_directory, validate_name
+from .channel import (
+    Channel,
+    PathLike,
+    check_mode,
+    fs_directory,
+    make_directory,
+    validate_name,
+)
 from .client import request_name, response_name
 from .notify import DEFAULT_SPIN, DirectoryWatch, NotificationListener
 
@@ -96,12 +103,12 @@ class _Worker:
         d = self.server.ipc_directory
         try:
             srv = self.server
-            self.req = Channel(self.req_name, ipc_directory=d, min_age=srv.min_age,
+            self.req = Channel(self.req_name, ipc_directory=d, min_age=srv.min_age, mode=srv.mode,
                                write_timeout=srv.write_timeout)
             self.resp = self.req if self.resp_name == self.req_name else Channel(
                 self.resp_name, ipc_directory=d, write_timeout=srv.write_timeout,
-                min_age=srv.min_age)
-            self.listener = NotificationListener(self.req_name, ipc_directory=d,
+                min_age=srv.min_age, mode=srv.mode)
+            self.listener = NotificationListener(self.req_name, ipc_directory=d, mode=srv.mode,
                                                  spin=self.server.spin)
             return True
         except TigaError as e:
@@ -317,7 +324,8 @@ class TigaServer:
                  on_error: Optional[ErrorHandler] = None, discovery_interval: float = 1.0,
                  wait_timeout: float = 1.0, *, scavenge_interval: float = 30.0,
                  stale_after: float = 300.0, write_timeout: float = 5.0,
-                 spin: float = DEFAULT_SPIN, min_age: Optional[float] = None) -> None:
+                 spin: float = DEFAULT_SPIN, min_age: Optional[float] = None,
+                 mode: Optional[int] = None) -> None:
         validate_name(channel_name)
         if not callable(on_invoke):
             raise InvalidType("on_invoke must be callable")
@@ -334,6 +342,7 @@ class TigaServer:
         self.write_timeout = write_timeout
         self.spin = spin
         self.min_age = min_age
+        self.mode = check_mode(mode)
         self._workers: Dict[Optional[str], _Worker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -351,7 +360,7 @@ class TigaServer:
             raise TigaError("the server is closed")
         if self._thread is not None:
             return self
-        os.makedirs(self.ipc_directory, exist_ok=True)
+        make_directory(self.ipc_directory, self.mode)
         # The watch goes in before the first scan: a client that appears between
         # the scan and a later watch would wait for the next periodic discovery.
         watch = None

@@ -69,6 +69,13 @@ enum tiga_limits {
     TIGA_NOTIFY_SLOTS = 128,
     TIGA_NOTIFY_SIZE = 3072,
     TIGA_DEFAULT_CAPACITY = 1048576,
+    /* The smallest capacity a new channel may have (room for a useful log),
+     * and the largest payload a handle accepts: a data file longer than this
+     * is used up to this size (a peer's huge sparse file costs nothing), a
+     * version word that claims more is corrupt, and memory is allocated in
+     * proportion to payloads, never to file sizes. */
+    TIGA_MIN_CAPACITY = 1024,
+    TIGA_MAX_CAPACITY = 1073741824,
     TIGA_INSTANCE_LEN = 36,
     TIGA_MAX_NAME_BYTES = 255
 };
@@ -104,7 +111,8 @@ typedef struct tiga_channel tiga_channel;
 /* Options for tiga_channel_open.  Fill with tiga_channel_options_init, then
  * change what you need. */
 typedef struct tiga_channel_options {
-    uint64_t capacity;        /* size of each data file when they are created; 0 = 1 MiB.
+    uint64_t capacity;        /* size of each data file when they are created; 0 = 1 MiB;
+                                 TIGA_MIN_CAPACITY to TIGA_MAX_CAPACITY.
                                  Existing files keep their size: the capacity is taken
                                  from data_0 as found. */
     int64_t min_age_ms;       /* entries younger than this are never trimmed (default 1000) */
@@ -115,6 +123,12 @@ typedef struct tiga_channel_options {
                                  to age out and be trimmed before TIGA_EFULL (default 0) */
     int32_t flush;            /* non-zero: fdatasync the data file after every write */
     int32_t create_dir;       /* non-zero (default): create the directory if it is missing */
+    uint32_t mode;            /* permission bits of files this open creates (default 0600,
+                                 whatever the umask); directories it creates get the same
+                                 with x added wherever r is (0600 -> 0700, 0660 -> 0770).
+                                 Existing files and directories keep theirs. */
+    int32_t private_files;    /* non-zero: refuse channel files another user owns (for a
+                                 private directory); symbolic links are always refused */
 } tiga_channel_options;
 
 /* One message to append.  media_type NULL means nil. */
@@ -182,13 +196,19 @@ typedef struct tiga_channel_info {
 } tiga_channel_info;
 
 /* Set the defaults: capacity 1 MiB, min age 1000 ms, reader grace 1000 ms,
- * lock timeout 10000 ms, write timeout 0, no flush, create the directory. */
+ * lock timeout 10000 ms, write timeout 0, no flush, create the directory,
+ * mode 0600, files of other owners accepted. */
 TIGA_API void tiga_channel_options_init(tiga_channel_options *opt);
 
 /* Open (or create) channel `name` in directory `dir`.  opt may be NULL for
- * the defaults.  Creates the directory (mode 0777 before umask) and any
- * missing file: state 16 zero bytes, notify 3072 zero bytes, data files at
- * opt->capacity.  An existing state or notify file of another non-zero size
+ * the defaults.  Creates the directory (mode 0700 by default, see
+ * opt->mode) and any missing file (0600 by default, created exclusively):
+ * state 16 zero bytes, notify 3072 zero bytes (both with their disk blocks
+ * allocated, so that a full disk fails the open with -ENOSPC instead of a
+ * SIGBUS at the first touch), data files at opt->capacity (sparse; a write
+ * that finds no disk space fails with -ENOSPC).  A channel file that is a
+ * symbolic link is refused (-ELOOP), as is one that is not a regular file
+ * (-EINVAL) or, with opt->private_files, one another user owns (-EPERM).  An existing state or notify file of another non-zero size
  * is TIGA_ETRUNCATED/TIGA_ECORRUPT and left untouched; an existing data_0
  * gives the capacity, a shorter data_1 is TIGA_ETRUNCATED.
  * All four files are mapped; reads and writes copy through the mappings.  A

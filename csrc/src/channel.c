@@ -26,6 +26,8 @@ void tiga_channel_options_init(tiga_channel_options *o)
     o->flush = 0;
     o->create_dir = 1;
     o->write_timeout_ms = 0;
+    o->mode = 0600;
+    o->private_files = 0;
 }
 
 int64_t tiga_now_ns(void) { return plat_now_ns(); }
@@ -69,25 +71,54 @@ static char *path_of(const char *base, const char *suffix)
     return p;
 }
 
-/* Open one file; a new (empty) file gets `want` bytes.  *size gets its size. */
-static int open_file(const char *base, int which, uint64_t want, int *fd, uint64_t *size)
+/* The failure of plat_open_file / plat_open_rw on path, as a status (the
+ * PLAT_E* codes become -errno values with a detail that says why). */
+static int open_failed(const char *path, int rc)
+{
+    switch (rc) {
+    case PLAT_ESYMLINK:
+        return tiga_fail(-ELOOP,
+                         "%s is a symbolic link: channel files are never opened through links "
+                         "(another user's link could point at any file of ours)",
+                         path);
+    case PLAT_ENOTREG:
+        return tiga_fail(-EINVAL, "%s is not a regular file", path);
+    case PLAT_EFOREIGN:
+        return tiga_fail(-EPERM,
+                         "%s belongs to another user, and this channel's directory is private",
+                         path);
+    default:
+        return tiga_fail(rc, "cannot open %s: %s", path, tiga_strerror(rc));
+    }
+}
+
+/* Open one file, creating it when missing; a new (empty) file gets `want`
+ * bytes, allocated on disk when `allocate` (the state and notify files,
+ * which are touched through their mappings unguarded: an existing sparse
+ * one gets its blocks too).  *size gets its size. */
+static int open_file(const char *base, int which, uint64_t want, bool allocate,
+                     const tiga_channel_options *o, int *fd, uint64_t *size)
 {
     char *path = path_of(base, SUFFIX[which]);
     if (!path)
         return tiga_fail(TIGA_ENOMEM, "out of memory");
-    int rc = plat_open_rw(path, fd);
+    int created = 0;
+    int rc = plat_open_file(path, o->mode, o->private_files, &created, fd);
     if (rc) {
-        tiga_fail(rc, "cannot open %s: %s", path, tiga_strerror(rc));
+        rc = open_failed(path, rc);
         free(path);
         return rc;
     }
     rc = plat_file_size(*fd, size);
-    if (rc == 0 && *size == 0 && want) {
-        rc = plat_set_size(*fd, want);
-        if (rc == 0)
-            rc = plat_file_size(*fd, size);
-    }
-    if (rc)
+    if (rc == 0 && *size == 0 && want)
+        rc = allocate ? plat_allocate(*fd, want) : plat_set_size(*fd, want);
+    else if (rc == 0 && allocate && *size == want)
+        rc = plat_allocate(*fd, want);
+    if (rc == 0)
+        rc = plat_file_size(*fd, size);
+    if (rc == -ENOSPC)
+        tiga_fail(rc, "no space left on the device for %s", path);
+    else if (rc)
         tiga_fail(rc, "cannot size %s: %s", path, tiga_strerror(rc));
     free(path);
     return rc;
@@ -121,9 +152,9 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
         tiga_channel_options_init(&o);
     if (o.capacity == 0)
         o.capacity = TIGA_DEFAULT_CAPACITY;
-    if (o.capacity < 64 || o.capacity > TIGA_SIZE_MASK)
-        return tiga_fail(TIGA_EINVAL, "capacity %llu is out of range (64 bytes to 2^39-1)",
-                         (unsigned long long)o.capacity);
+    if (o.capacity < TIGA_MIN_CAPACITY || o.capacity > TIGA_MAX_CAPACITY)
+        return tiga_fail(TIGA_EINVAL, "capacity %llu is out of range (%d bytes to 1 GiB)",
+                         (unsigned long long)o.capacity, TIGA_MIN_CAPACITY);
     if (o.min_age_ms < 0 || o.reader_grace_ms < 0 || o.write_timeout_ms < 0)
         return tiga_fail(TIGA_EINVAL,
                          "min_age_ms, reader_grace_ms and write_timeout_ms must not be negative");
@@ -132,8 +163,12 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
         return tiga_fail(TIGA_EINVAL, "a time option is above %lld ms (about 73 years)",
                          (long long)TIGA_MAX_MS);
 
+    if (o.mode == 0)
+        o.mode = 0600;
+    if (o.mode & ~0777u)
+        return tiga_fail(TIGA_EINVAL, "mode 0%o has bits other than permissions", o.mode);
     if (o.create_dir) {
-        rc = plat_mkdirs(dir);
+        rc = plat_mkdirs(dir, o.mode | ((o.mode & 0444u) >> 2));
         if (rc)
             return tiga_fail(rc, "cannot create the ipc directory %s: %s", dir, tiga_strerror(rc));
     }
@@ -163,18 +198,19 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
     }
 
     uint64_t size;
-    if ((rc = open_file(ch->base, 0, TIGA_STATE_SIZE, &ch->fd_state, &size)) ||
+    if ((rc = open_file(ch->base, 0, TIGA_STATE_SIZE, true, &o, &ch->fd_state, &size)) ||
         (rc = fixed_size(ch->base, 0, size, TIGA_STATE_SIZE)))
         goto fail;
-    if ((rc = open_file(ch->base, 1, o.capacity, &ch->fd_data[0], &size)))
+    if ((rc = open_file(ch->base, 1, o.capacity, false, &o, &ch->fd_data[0], &size)))
         goto fail;
-    if (size < 64 || size > TIGA_SIZE_MASK) {
+    if (size < 64) {
         rc = tiga_fail(TIGA_ETRUNCATED, "%s_data_0 has %llu bytes, too small for a channel",
                        ch->base, (unsigned long long)size);
         goto fail;
     }
-    ch->capacity = size;
-    if ((rc = open_file(ch->base, 2, ch->capacity, &ch->fd_data[1], &size)))
+    /* a bigger file (a peer's, maybe sparse) is used up to the payload limit */
+    ch->capacity = size > TIGA_MAX_CAPACITY ? TIGA_MAX_CAPACITY : size;
+    if ((rc = open_file(ch->base, 2, ch->capacity, false, &o, &ch->fd_data[1], &size)))
         goto fail;
     if (size < ch->capacity) {
         rc = tiga_fail(TIGA_ETRUNCATED, "%s_data_1 has %llu bytes, data_0 has %llu", ch->base,
@@ -193,7 +229,7 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
         tiga_fail(rc, "cannot install the SIGBUS handler: %s", tiga_strerror(rc));
         goto fail;
     }
-    if ((rc = open_file(ch->base, 3, TIGA_NOTIFY_SIZE, &ch->fd_notify, &size)) ||
+    if ((rc = open_file(ch->base, 3, TIGA_NOTIFY_SIZE, true, &o, &ch->fd_notify, &size)) ||
         (rc = fixed_size(ch->base, 3, size, TIGA_NOTIFY_SIZE)))
         goto fail;
     void *m;
@@ -257,8 +293,11 @@ int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms)
 
 static void reader_enter(tiga_channel *ch, unsigned idx)
 {
+    /* A counter at INT32_MAX is garbage (nobody has 2^31 readers): it stays
+     * there rather than wrap, and writers force it to 0 after their grace. */
     int32_t v = atomic_load(&ch->readers[idx]);
-    while (!atomic_compare_exchange_weak(&ch->readers[idx], &v, v < 0 ? 1 : v + 1))
+    while (v != INT32_MAX &&
+           !atomic_compare_exchange_weak(&ch->readers[idx], &v, v < 0 ? 1 : v + 1))
         ;
 }
 
@@ -294,15 +333,24 @@ static void wait_readers_gone(tiga_channel *ch, unsigned idx)
 /* The data files are read and written through their mappings: no system
  * call per read or write.  A file that another process truncated below the
  * mapping faults, which the copy catches and reports here. */
-static int truncated(tiga_channel *ch, unsigned idx)
+static int faulted(tiga_channel *ch, unsigned idx, uint64_t end, bool writing)
 {
     uint64_t size = 0;
     plat_file_size(ch->fd_data[idx], &size);
-    return tiga_fail(TIGA_ETRUNCATED,
-                     "%s_data_%u has %llu bytes, it had %llu when the channel was opened "
-                     "(truncated by another process? open the channel again)",
-                     ch->base, idx, (unsigned long long)size,
-                     (unsigned long long)ch->capacity);
+    if (size < end)
+        return tiga_fail(TIGA_ETRUNCATED,
+                         "%s_data_%u has %llu bytes, it had %llu when the channel was mapped "
+                         "(truncated by another process? open the channel again)",
+                         ch->base, idx, (unsigned long long)size,
+                         (unsigned long long)ch->capacity);
+    /* The file is long enough: the page had no disk block and none could be
+     * had (a sparse data file on a full disk), or the device failed. */
+    if (writing)
+        return tiga_fail(-ENOSPC,
+                         "no space left on the device to write %s_data_%u (the file is sparse "
+                         "and its blocks cannot be allocated)",
+                         ch->base, idx);
+    return tiga_fail(-EIO, "reading %s_data_%u through its mapping failed", ch->base, idx);
 }
 
 /* Another process grew the data files (the Node addon grows files under
@@ -317,7 +365,9 @@ static int grow_mapping(tiga_channel *ch)
     if (plat_file_size(ch->fd_data[0], &s0) || plat_file_size(ch->fd_data[1], &s1))
         return 0;
     uint64_t cap = s0 < s1 ? s0 : s1;
-    if (cap <= ch->capacity || cap > TIGA_SIZE_MASK || cap > SIZE_MAX)
+    if (cap > TIGA_MAX_CAPACITY)
+        cap = TIGA_MAX_CAPACITY;
+    if (cap <= ch->capacity || cap > SIZE_MAX)
         return 0;
     void *m[2] = {NULL, NULL};
     for (unsigned i = 0; i < 2; i++) {
@@ -357,12 +407,12 @@ static void saw_ids(tiga_channel *ch)
 
 static int data_get(tiga_channel *ch, unsigned idx, void *dst, size_t n, uint64_t off)
 {
-    return plat_map_copy(dst, ch->data[idx] + off, n) == 0 ? 0 : truncated(ch, idx);
+    return plat_map_copy(dst, ch->data[idx] + off, n) == 0 ? 0 : faulted(ch, idx, off + n, false);
 }
 
 static int data_put(tiga_channel *ch, unsigned idx, uint64_t off, const void *src, size_t n)
 {
-    return plat_map_copy(ch->data[idx] + off, src, n) == 0 ? 0 : truncated(ch, idx);
+    return plat_map_copy(ch->data[idx] + off, src, n) == 0 ? 0 : faulted(ch, idx, off + n, true);
 }
 
 /* Is the cached payload still the one under version word v?  The version
@@ -440,9 +490,10 @@ static int load_payload(tiga_channel *ch, bool locked)
         if (size > ch->capacity && (grow_mapping(ch) || size > ch->capacity))
             return tiga_fail(TIGA_ECORRUPT,
                              "%s_state: the version word 0x%016llx claims a %llu-byte payload, "
-                             "the data files hold %llu",
+                             "the data files hold %llu%s",
                              ch->base, (unsigned long long)v, (unsigned long long)size,
-                             (unsigned long long)ch->capacity);
+                             (unsigned long long)ch->capacity,
+                             ch->capacity == TIGA_MAX_CAPACITY ? " (the limit: 1 GiB)" : "");
         if (size == 0)
             return tiga_fail(TIGA_ECORRUPT,
                              "%s_state: the version word 0x%016llx names an empty payload",
@@ -617,12 +668,14 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
         char *path = path_of(ch->base, SUFFIX[0]);
         int fd = -1;
         rc = path ? plat_open_rw(path, &fd) : TIGA_ENOMEM;
-        free(path);
         if (rc) {
             plat_mutex_unlock(&ch->lock);
-            return tiga_fail(rc, "cannot open %s_state for locking: %s", ch->base,
-                             tiga_strerror(rc));
+            if (path)
+                rc = open_failed(path, rc);
+            free(path);
+            return rc;
         }
+        free(path);
         plat_close(ch->fd_lock); /* a child closes only its copy */
         ch->fd_lock = fd;
         ch->lock_pid = me;

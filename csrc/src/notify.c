@@ -41,8 +41,11 @@ int tiga_process_alive(int32_t pid, int64_t owner_start)
     int64_t actual = plat_process_start_ticks(pid);
     if (actual == 0)
         return 1; /* cannot tell: the pid exists */
-    int64_t d = actual - owner_start;
-    return (d < 0 ? -d : d) <= START_TOLERANCE;
+    /* owner_start comes from a file: any value; the distance is taken
+     * without signed overflow */
+    uint64_t d = actual >= owner_start ? (uint64_t)actual - (uint64_t)owner_start
+                                       : (uint64_t)owner_start - (uint64_t)actual;
+    return d <= (uint64_t)START_TOLERANCE;
 }
 
 static bool slot_alive(tiga_slot *s, int64_t token)

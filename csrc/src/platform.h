@@ -22,9 +22,22 @@ void plat_cond_destroy(plat_cond *c);
 void plat_cond_wait(plat_cond *c, plat_mutex *m);
 void plat_cond_signal(plat_cond *c);
 
-/* Files.  Every int result is 0 or -errno. */
-int plat_mkdirs(const char *path);
+/* Files.  Every int result is 0 or -errno (or one of the PLAT_E* below). */
+#define PLAT_ESYMLINK (-100001) /* the path is a symbolic link */
+#define PLAT_ENOTREG (-100002)  /* not a regular file */
+#define PLAT_EFOREIGN (-100003) /* owned by another user */
+/* Create the directory and its missing parents; those made get `mode`. */
+int plat_mkdirs(const char *path, unsigned mode);
+/* Open a channel file read-write, never through a symbolic link; create it
+ * (exclusively, with `mode` whatever the umask) when missing.  *created says
+ * which.  own_only: refuse a file another user owns. */
+int plat_open_file(const char *path, unsigned mode, int own_only, int *created, int *fd);
+/* Open an existing file read-write (never through a symbolic link). */
 int plat_open_rw(const char *path, int *fd);
+/* Give the file `size` bytes with their blocks allocated (posix_fallocate;
+ * sparse where the file system cannot): a full disk fails here, not as a
+ * SIGBUS at the first write through a mapping.  -ENOSPC when full. */
+int plat_allocate(int fd, uint64_t size);
 void plat_close(int fd);
 int plat_file_size(int fd, uint64_t *size);
 int plat_set_size(int fd, uint64_t size);

@@ -39,7 +39,7 @@ void plat_cond_destroy(plat_cond *c) { pthread_cond_destroy(c); }
 void plat_cond_wait(plat_cond *c, plat_mutex *m) { pthread_cond_wait(c, m); }
 void plat_cond_signal(plat_cond *c) { pthread_cond_signal(c); }
 
-int plat_mkdirs(const char *path)
+int plat_mkdirs(const char *path, unsigned mode)
 {
     size_t n = strlen(path);
     char *tmp = malloc(n + 1);
@@ -52,7 +52,13 @@ int plat_mkdirs(const char *path)
             continue;
         char saved = tmp[i];
         tmp[i] = '\0';
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+        if (mkdir(tmp, (mode_t)mode) == 0) {
+            /* a directory we made gets the mode asked for, whatever the umask */
+            if (chmod(tmp, (mode_t)mode) != 0) {
+                rc = -errno;
+                break;
+            }
+        } else if (errno != EEXIST) {
             rc = -errno;
             break;
         }
@@ -69,7 +75,7 @@ int plat_mkdirs(const char *path)
     return rc;
 }
 
-int plat_open_rw(const char *path, int *fd)
+static int open_flags(const char *path, int flags, unsigned mode)
 {
     int f;
 #ifdef O_NOATIME
@@ -77,22 +83,80 @@ int plat_open_rw(const char *path, int *fd)
      * relatime every read after a write would).  Only the file's owner may
      * ask for it: anyone else opens it the ordinary way. */
     do {
-        f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOATIME, 0666);
+        f = open(path, flags | O_NOATIME, (mode_t)mode);
     } while (f < 0 && errno == EINTR);
-    if (f >= 0) {
-        *fd = f;
-        return 0;
-    }
-    if (errno != EPERM)
-        return -errno;
+    if (f >= 0 || errno != EPERM)
+        return f;
 #endif
     do {
-        f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        f = open(path, flags, (mode_t)mode);
     } while (f < 0 && errno == EINTR);
+    return f;
+}
+
+int plat_open_file(const char *path, unsigned mode, int own_only, int *created, int *fd)
+{
+    /* Never through a symbolic link (O_NOFOLLOW: another user's link in a
+     * shared directory must not make us write their target), and a new file
+     * is made by us (O_EXCL) with the mode asked for, whatever the umask. */
+    const int base = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+    *created = 0;
+    int f = -1;
+    for (int tries = 0; f < 0 && tries < 8; tries++) {
+        f = open_flags(path, base, 0);
+        if (f >= 0 || errno != ENOENT)
+            break;
+        f = open_flags(path, base | O_CREAT | O_EXCL, mode);
+        if (f >= 0) {
+            *created = 1;
+            if (fchmod(f, (mode_t)mode) != 0) {
+                int e = errno;
+                close(f);
+                unlink(path);
+                return -e;
+            }
+        } else if (errno != EEXIST) {
+            break; /* EEXIST: someone made it meanwhile: open theirs */
+        }
+    }
     if (f < 0)
-        return -errno;
+        return errno == ELOOP ? PLAT_ESYMLINK : -errno;
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        int e = errno;
+        close(f);
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return PLAT_ENOTREG;
+    }
+    if (own_only && st.st_uid != geteuid()) {
+        close(f);
+        return PLAT_EFOREIGN;
+    }
     *fd = f;
     return 0;
+}
+
+int plat_open_rw(const char *path, int *fd)
+{
+    int f = open_flags(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+    if (f < 0)
+        return errno == ELOOP ? PLAT_ESYMLINK : -errno;
+    *fd = f;
+    return 0;
+}
+
+int plat_allocate(int fd, uint64_t size)
+{
+    int rc;
+    do {
+        rc = posix_fallocate(fd, 0, (off_t)size);
+    } while (rc == EINTR);
+    if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
+        return plat_set_size(fd, size); /* a file system that cannot: sparse then */
+    return -rc;
 }
 
 void plat_close(int fd)
