@@ -214,5 +214,57 @@ static void test_instance_forms(void)
     }
 }
 
-TEST_MAIN(T(test_decode_plain), T(test_append_roundtrip), T(test_two_entries_are_enveloped),
+/* Ids below 1 or at the top of the range (the heap overflow of issue 14:
+ * after_id - first_id wrapped for an entry id of INT64_MIN). */
+static void test_extreme_ids(void)
+{
+    static const char G[] = "0c6a8e6e-2b1d-4f7c-9a3b-5d4e3f2a1b0c";
+    const int64_t bad[] = {INT64_MIN, -1, 0};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint8_t p[128], *d = p;
+        *d++ = 0x92;
+        *d++ = 0x00;
+        *d++ = 0x91;
+        *d++ = 0x95;
+        *d++ = 0xd3;
+        for (int k = 7; k >= 0; k--)
+            *d++ = (uint8_t)((uint64_t)bad[i] >> (8 * k));
+        *d++ = 0xd9;
+        *d++ = 36;
+        memcpy(d, G, 36);
+        d += 36;
+        *d++ = 0x01;
+        *d++ = 0xc4;
+        *d++ = 0x00;
+        *d++ = 0xc0;
+        tiga_read_result *r = NULL;
+        CHECK_RC(tiga_logbook_decode(p, (size_t)(d - p), 0, &r), TIGA_ECORRUPT);
+        CHECK_RC(tiga_logbook_decode(p, (size_t)(d - p), INT64_MAX, &r), TIGA_ECORRUPT);
+        tiga_message m = {(const uint8_t *)"x", 1, NULL};
+        uint8_t *out = NULL;
+        size_t n = 0;
+        CHECK_RC(tiga_logbook_append(p, (size_t)(d - p), &m, 1, G, 1, 0, 4096, &out, &n),
+                 TIGA_ECORRUPT);
+    }
+    /* the top id reads, and an append past it is refused */
+    tiga_message m = {(const uint8_t *)"x", 1, NULL};
+    uint8_t *p = NULL, *q = NULL;
+    size_t n = 0, qn = 0;
+    CHECK_RC(tiga_logbook_append(NULL, 0, &m, 1, G, 1, 0, 4096, &p, &n), TIGA_OK);
+    /* patch last_id and the entry id (uint64 header at 2..9, entry id after 0x95) */
+    p[1] = 0xcf;
+    for (int k = 0; k < 8; k++)
+        p[2 + k] = k == 0 ? 0x7f : 0xff;
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_logbook_decode(p, n, INT64_MAX, &r), TIGA_OK);
+    CHECK(r && r->count == 0 && r->last_id == INT64_MAX && !r->reset);
+    tiga_read_result_free(r);
+    CHECK_RC(tiga_logbook_decode(p, n, 0, &r), TIGA_OK);
+    CHECK(r && r->count == 1 && r->missed == INT64_MAX - 1);
+    tiga_read_result_free(r);
+    CHECK_RC(tiga_logbook_append(p, n, &m, 1, G, 2, 1000, 4096, &q, &qn), TIGA_ECORRUPT);
+    tiga_free(p);
+}
+
+TEST_MAIN(T(test_decode_plain), T(test_extreme_ids), T(test_append_roundtrip), T(test_two_entries_are_enveloped),
           T(test_enveloped_kept), T(test_limits), T(test_garbage), T(test_instance_forms))

@@ -107,5 +107,46 @@ static void test_wake_across_processes(void)
     remove_dir(dir);
 }
 
-TEST_MAIN(T(test_register_and_live), T(test_full_table), T(test_dead_owner_taken_over),
+/* Hostile numbers in the notify and state files (under UBSan a signed
+ * overflow aborts): owner_start at the extremes, counters at INT32_MAX. */
+static void test_hostile_numbers(void)
+{
+    char *dir = temp_dir();
+    tiga_channel *ch = NULL;
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.reader_grace_ms = 20;
+    CHECK_RC(tiga_channel_open(dir, "h", &o, &ch), TIGA_OK);
+    char p[512];
+    snprintf(p, sizeof p, "%s/tiga_h_notify", dir);
+    const int64_t starts[] = {INT64_MIN, INT64_MAX, -1, 1};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        FILE *f = fopen(p, "r+b");
+        int64_t slot[2] = {((int64_t)getpid() << 32) | 1, starts[i]};
+        int32_t pid[2] = {(int32_t)getpid(), 0};
+        CHECK(f && fwrite(slot, 8, 2, f) == 2 && fwrite(pid, 4, 2, f) == 2);
+        fclose(f);
+        int32_t live = -1;
+        CHECK_RC(tiga_channel_live_listeners(ch, &live), TIGA_OK);
+        CHECK(live == 0 || live == 1);
+        CHECK(tiga_process_alive(getpid(), starts[i]) == 0 || starts[i] == 1 ||
+              tiga_process_alive(getpid(), starts[i]) == 1);
+    }
+    snprintf(p, sizeof p, "%s/tiga_h_state", dir);
+    tiga_message m = {(const uint8_t *)"x", 1, NULL};
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_OK);
+    FILE *f = fopen(p, "r+b");
+    int32_t counters[2] = {INT32_MAX, INT32_MAX};
+    CHECK(f && fseek(f, 8, SEEK_SET) == 0 && fwrite(counters, 4, 2, f) == 2);
+    fclose(f);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_OK);
+    CHECK(r && r->count == 1);
+    tiga_read_result_free(r);
+    CHECK_RC(tiga_channel_append(ch, &m, 1, NULL), TIGA_OK); /* forces after the grace */
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
+TEST_MAIN(T(test_register_and_live), T(test_hostile_numbers), T(test_full_table), T(test_dead_owner_taken_over),
           T(test_wake_across_processes))
