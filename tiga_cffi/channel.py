@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import struct
 import threading
+import time
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from . import protocol
 from ._errors import ChannelClosed, InvalidArgument, InvalidName, InvalidType, check
@@ -451,6 +459,14 @@ class Channel:
             info.high_id,
         )
 
+    def linked(self) -> bool:
+        """Whether the channel's four files still have their names: False once someone
+        deleted them (a server's scavenger, a person); this handle then works on files
+        nobody else opens, and a new Channel is needed."""
+        out = ffi.new("int32_t *")
+        check(self._handle.call(lib.tiga_channel_linked, out))
+        return bool(out[0])
+
     def live_listeners(self) -> int:
         """How many live processes listen on this channel (dead owners' slots are freed)."""
         live = ffi.new("int32_t *")
@@ -465,6 +481,43 @@ class Channel:
 
     def _raw(self) -> OwnedHandle:
         return self._handle
+
+
+@contextlib.contextmanager
+def state_lock(directory: str, name: str, wait: Optional[float] = None) -> Iterator[bool]:
+    """Hold the lock every append takes (flock on the channel's state file) for a
+    check-then-act that must not interleave with another process's: a scavenger's
+    liveness check and unlink against a client's open and registration. Yields
+    False when the file is missing, or when ``wait`` (seconds) passed without the
+    lock; True while it is held. Without flock (Windows) it yields True."""
+    if fcntl is None:  # pragma: no cover
+        yield True
+        return
+    path = os.path.join(directory, f"tiga_{name}_state")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            yield False
+            return
+        raise
+    try:
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:  # type: ignore[operator]
+                    yield False
+                    return
+                time.sleep(0.001)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 # -- the module functions reuse open channels

@@ -31,7 +31,7 @@ from ._errors import (
     check,
 )
 from ._tiga import ffi, lib
-from .channel import Channel, PathLike, fs_directory, validate_name
+from .channel import Channel, PathLike, fs_directory, state_lock, validate_name
 from .notify import (
     DEFAULT_SPIN,
     NotificationListener,
@@ -45,6 +45,12 @@ READY_CACHE = 1.0  # seconds a seen server listener is trusted without re-checki
 # How long an invoke waits for the server's listener before it writes anyway: the
 # Node addon's Linux build registers no listener slot and polls instead.
 LISTENER_GRACE = 0.075
+
+
+def _linked(ch: Any) -> bool:
+    out = ffi.new("int32_t *")
+    check(lib.tiga_channel_linked(ch, out))
+    return bool(out[0])
 
 
 def request_name(channel_name: str, client_id: str) -> str:
@@ -79,10 +85,26 @@ class Endpoint:
         d = fs_directory(ipc_directory)
         self.ipc_directory = d
         self.request_name, self.response_name = request, response
-        self._resp = Channel(response, ipc_directory=d, mode=mode)
+        for _attempt in range(8):
+            self._open(d, spin, min_age, mode)
+            # A server's scavenger checks a client's liveness and unlinks its files
+            # under this same lock: holding it, files that still have their names
+            # with our listener registered cannot be deleted any more, and files
+            # deleted while we opened them are opened anew.
+            try:
+                with state_lock(d, request) as held:
+                    if held and self._resp.linked() and self._req.linked() and \
+                            self._listener._raw().call(
+                                lambda lh: _linked(lib.tiga_listener_channel(lh))):
+                        break
+            except BaseException:
+                self.close()
+                raise
+            self.close()
+        else:
+            raise TigaError(f"the files of {request!r} were deleted again and again while "
+                            "they were opened")
         try:
-            self._req = Channel(request, ipc_directory=d, min_age=min_age, mode=mode)
-            self._listener = NotificationListener(response, ipc_directory=d, spin=spin, mode=mode)
             self._last = self._resp.read().last_id
         except BaseException:
             self.close()
@@ -100,6 +122,17 @@ class Endpoint:
         self._slotless = False  # a server answered while it had no listener: it polls
         self._ack_pending = 0  # the fast path's last answered request, acked at the next write
         self.missed = 0  # responses trimmed before this client read them
+
+    def _open(self, d: str, spin: float, min_age: Optional[float], mode: Optional[int]) -> None:
+        self._req = self._listener = None  # type: ignore[assignment]
+        self._resp = Channel(self.response_name, ipc_directory=d, mode=mode)
+        try:
+            self._req = Channel(self.request_name, ipc_directory=d, min_age=min_age, mode=mode)
+            self._listener = NotificationListener(self.response_name, ipc_directory=d, spin=spin,
+                                                  mode=mode)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         for name in ("_listener", "_req", "_resp"):

@@ -22,6 +22,7 @@ from .channel import (
     check_mode,
     fs_directory,
     make_directory,
+    state_lock,
     validate_name,
 )
 from .client import request_name, response_name
@@ -110,8 +111,10 @@ class _Worker:
                 min_age=srv.min_age, mode=srv.mode)
             self.listener = NotificationListener(self.req_name, ipc_directory=d, mode=srv.mode,
                                                  spin=self.server.spin)
+            with srv._lock:
+                srv._retry.pop(self.client_id, None)
             return True
-        except TigaError as e:
+        except Exception as e:  # noqa: BLE001 - NoListenerSlot, EMFILE, MemoryError, ...
             self.error("listener", e)
             return False
 
@@ -152,13 +155,28 @@ class _Worker:
         return env if isinstance(env, protocol.Invoke) else None
 
     def _run(self) -> None:
-        if not self._open():
+        """The worker thread: whatever fails is reported to on_error, never lost with
+        the thread. A worker that cannot attach ends, and the server tries that client
+        again later, with a growing pause (see TigaServer._worker_ended)."""
+        ok = False
+        try:
+            ok = self._open()
+            if ok:
+                self._serve()
+        except BaseException as e:  # noqa: BLE001 - reported, then the thread ends
+            self.error("read", e)
+            ok = False
+        finally:
             self.ready.set()
-            self.close()
-            return
+            try:
+                self.close()
+            finally:
+                self.server._worker_ended(self, ok)
+
+    def _serve(self) -> None:
         try:
             pending = self._attach()
-        except TigaError as e:
+        except Exception as e:  # noqa: BLE001 - reported; serving goes on from the log's end
             self.error("read", e)
             pending = []
         self.ready.set()
@@ -174,30 +192,33 @@ class _Worker:
             # Wait and read in one C call; it decodes the common entry (an invoke
             # envelope) and hands anything else to drain(), the Python decoder.
             try:
-                rc = lh.call(lib.tiga_request_wait, self.last, wait_ms, spin, rq)
-            except TigaError as e:  # the listener was closed under us
-                self.error("listener", e)
-                self.stop.wait(wait)
-                continue
-            if rq.reset:
-                self._went_back()
-            if rc == 0:
-                status = rq.status
-                if status == lib.TIGA_REQUEST_INVOKE:
-                    self._serve_decoded(rq)
-                elif status == lib.TIGA_REQUEST_OTHER:
-                    self.drain()
-                else:
-                    self.last = max(self.last, rq.last_id)
-            elif rc == lib.TIGA_ETIMEDOUT:
-                self.last = max(self.last, rq.last_id)
-            elif rc != lib.TIGA_EINTR:  # EINTR: signal handlers ran, wait again
                 try:
-                    check(rc)
-                except TigaError as e:
-                    self.error("read", e)
+                    rc = lh.call(lib.tiga_request_wait, self.last, wait_ms, spin, rq)
+                except TigaError as e:  # the listener was closed under us
+                    self.error("listener", e)
                     self.stop.wait(wait)
-        self.close()
+                    continue
+                if rq.reset:
+                    self._went_back()
+                if rc == 0:
+                    status = rq.status
+                    if status == lib.TIGA_REQUEST_INVOKE:
+                        self._serve_decoded(rq)
+                    elif status == lib.TIGA_REQUEST_OTHER:
+                        self.drain()
+                    else:
+                        self.last = max(self.last, rq.last_id)
+                elif rc == lib.TIGA_ETIMEDOUT:
+                    self.last = max(self.last, rq.last_id)
+                elif rc != lib.TIGA_EINTR:  # EINTR: signal handlers ran, wait again
+                    try:
+                        check(rc)
+                    except TigaError as e:
+                        self.error("read", e)
+                        self.stop.wait(wait)
+            except Exception as e:  # noqa: BLE001 - MemoryError and the like: go on
+                self.error("read", e)
+                self.stop.wait(min(wait, 0.1))
 
     def _serve_decoded(self, rq: Any) -> None:
         """Answer the invoke C found and decoded (the data element still MessagePack).
@@ -344,6 +365,8 @@ class TigaServer:
         self.min_age = min_age
         self.mode = check_mode(mode)
         self._workers: Dict[Optional[str], _Worker] = {}
+        # clients whose worker could not attach: (when to try again, failures so far)
+        self._retry: Dict[Optional[str], Tuple[float, int]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -467,12 +490,16 @@ class TigaServer:
             if self._stop.is_set():
                 break
             now = time.monotonic()
-            if changed or now >= next_discovery:
-                self._discover()
+            try:
+                if changed or now >= next_discovery:
+                    self._discover()
+                    next_discovery = now + self.discovery_interval
+                if now >= next_scavenge:
+                    self._scavenge("scavenge")
+                    next_scavenge = now + self.scavenge_interval
+            except Exception as e:  # noqa: BLE001 - the loop must live on
+                self._report(e, ErrorContext("discover", self.channel_name))
                 next_discovery = now + self.discovery_interval
-            if now >= next_scavenge:
-                self._scavenge("scavenge")
-                next_scavenge = now + self.scavenge_interval
         if watch is not None:
             watch.close()
 
@@ -493,6 +520,21 @@ class TigaServer:
                         ids.add(fn[len(prefix):-len(suffix)])
         return ids
 
+    RETRY_FIRST, RETRY_MAX = 0.1, 30.0  # seconds before a failed attach is tried again
+
+    def _worker_ended(self, w: _Worker, ok: bool) -> None:
+        """A worker thread ends: stopped on purpose, or it could not attach or serve
+        (a full listener table, no file descriptors, no memory). The latter client is
+        tried again at a discovery after a pause that doubles with each failure."""
+        with self._lock:
+            if self._workers.get(w.client_id) is w:
+                del self._workers[w.client_id]
+            if ok or w.stop.is_set() or self._stop.is_set():
+                return
+            fails = self._retry.get(w.client_id, (0.0, 0))[1] + 1
+            pause = min(self.RETRY_MAX, self.RETRY_FIRST * 2 ** min(fails - 1, 16))
+            self._retry[w.client_id] = (time.monotonic() + pause, fails)
+
     def _discover(self) -> None:
         found: List[Optional[str]] = []
         try:
@@ -511,11 +553,15 @@ class TigaServer:
                 found.append(cid)
         if f"tiga_{self.channel_name}_state" in names:
             found.append(None)
+        now = time.monotonic()
         with self._lock:
             if self._stop.is_set():
                 return
             for cid in found:
                 if cid in self._workers:
+                    continue
+                retry = self._retry.get(cid)
+                if retry is not None and now < retry[0]:
                     continue
                 if cid is None:
                     req = resp = self.channel_name
@@ -543,40 +589,62 @@ class TigaServer:
         ids = self._client_ids(stage)
         with self._lock:
             tracked = {c for c in self._workers if c is not None}
-        now = time.time()
         for cid in ids | tracked:
             try:
                 validate_name(cid, "client id")
                 files = self._files(cid)
-                mtimes = [os.stat(f).st_mtime for f in files if os.path.exists(f)]
-                if not mtimes:
+                if not any(os.path.exists(f) for f in files):
                     if cid in tracked:
-                        self._drop(cid, [])
+                        self._stop_worker(cid)
                     continue
-                if now - max(mtimes) < self.stale_after:
-                    continue
-                if self._has_listener(response_name(self.channel_name, cid)):
-                    continue
-                if cid not in tracked and self._has_listener(
-                        request_name(self.channel_name, cid)):
-                    continue
-                self._drop(cid, files)
-            except (TigaError, OSError) as e:
+                if self._idle(cid, files, cid in tracked):
+                    self._remove_if_idle(cid, files, cid in tracked)
+            except Exception as e:  # noqa: BLE001 - reported; the next client is looked at
                 self._report(e, ErrorContext(stage, self.channel_name, cid))
 
-    def _drop(self, cid: str, files: List[str]) -> None:
+    def _idle(self, cid: str, files: List[str], tracked: bool, stale: bool = True) -> bool:
+        """Stale files and no live listener where the client keeps one (PROTOCOL
+        section 6): the request channel counts too for a client we do not serve."""
+        mtimes = [os.stat(f).st_mtime for f in files if os.path.exists(f)]
+        if stale and mtimes and time.time() - max(mtimes) < self.stale_after:
+            return False
+        if self._has_listener(response_name(self.channel_name, cid)):
+            return False
+        return tracked or not self._has_listener(request_name(self.channel_name, cid))
+
+    def _remove_if_idle(self, cid: str, files: List[str], tracked: bool) -> None:
+        """Delete an idle client's files without racing a client that opens the same
+        id again: the check and the unlink run under the lock of its request state
+        file, which a client holds while it makes sure that the files it opened (with
+        its listener registered) still have their names. So either the client's
+        listener is seen here and nothing is deleted, or the client finds its files
+        deleted and opens new ones."""
+        w = self._stop_worker(cid)  # our own listener must not count as the client's
+        with state_lock(self.ipc_directory, request_name(self.channel_name, cid),
+                        wait=0.5) as held:
+            if not held:
+                if os.path.exists(files[0]):
+                    return  # someone holds the lock (appending): not idle after all
+            # only the listeners again: stopping our worker touched the notify file
+            elif not self._idle(cid, files, tracked, stale=False):
+                return  # the client came back; discovery serves it again
+            for f in files:
+                try:
+                    os.unlink(f)
+                except FileNotFoundError:
+                    pass
+        if w is not None:
+            w.thread.join()
+        log.info("scavenged client %s of %s", cid, self.channel_name)
+
+    def _stop_worker(self, cid: str) -> Optional[_Worker]:
         with self._lock:
             w = self._workers.pop(cid, None)
+            self._retry.pop(cid, None)
         if w is not None:
             w.stop.set()
             w.wake()
-            w.thread.join()
-        for f in files:
-            try:
-                os.unlink(f)
-            except FileNotFoundError:
-                pass
-        log.info("scavenged client %s of %s", cid, self.channel_name)
+        return w
 
 
 def create_tiga_server(channel_name: str, ipc_directory: PathLike, on_invoke: Handler,

@@ -294,6 +294,11 @@ TIGA_API int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info);
  * number of live slots signalled. */
 TIGA_API int tiga_channel_signal(tiga_channel *ch, int32_t *woken);
 
+/* *linked = 1 if all four of the handle's files still have their names, 0 if
+ * one was unlinked (a scavenger or a person deleted the channel: the handle
+ * works on files nobody else will open; reopen it). */
+TIGA_API int tiga_channel_linked(tiga_channel *ch, int32_t *linked);
+
 /* *out = number of live listener slots (dead owners' slots are cleared). */
 TIGA_API int tiga_channel_live_listeners(tiga_channel *ch, int32_t *out);
 

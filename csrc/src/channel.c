@@ -275,6 +275,22 @@ void tiga_channel_close(tiga_channel *ch)
 
 uint64_t tiga_channel_capacity(const tiga_channel *ch) { return ch->capacity; }
 
+int tiga_channel_linked(tiga_channel *ch, int32_t *linked)
+{
+    if (!ch || !linked)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    const int fds[4] = {ch->fd_state, ch->fd_data[0], ch->fd_data[1], ch->fd_notify};
+    *linked = 1;
+    for (unsigned i = 0; i < 4; i++) {
+        int rc = plat_file_linked(fds[i]);
+        if (rc < 0)
+            return tiga_fail(rc, "cannot stat %s%s: %s", ch->base, SUFFIX[i], tiga_strerror(rc));
+        if (rc == 0)
+            *linked = 0;
+    }
+    return TIGA_OK;
+}
+
 uint64_t tiga_channel_version(const tiga_channel *ch) { return atomic_load(ch->version); }
 
 int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms)

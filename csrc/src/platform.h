@@ -32,6 +32,9 @@ int plat_mkdirs(const char *path, unsigned mode);
  * (exclusively, with `mode` whatever the umask) when missing.  *created says
  * which.  own_only: refuse a file another user owns. */
 int plat_open_file(const char *path, unsigned mode, int own_only, int *created, int *fd);
+/* 1 if the open file still has a name (a link count above 0), 0 if it was
+ * unlinked, or -errno. */
+int plat_file_linked(int fd);
 /* Open an existing file read-write (never through a symbolic link). */
 int plat_open_rw(const char *path, int *fd);
 /* Give the file `size` bytes with their blocks allocated (posix_fallocate;

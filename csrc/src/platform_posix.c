@@ -139,6 +139,14 @@ int plat_open_file(const char *path, unsigned mode, int own_only, int *created, 
     return 0;
 }
 
+int plat_file_linked(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    return st.st_nlink > 0;
+}
+
 int plat_open_rw(const char *path, int *fd)
 {
     int f = open_flags(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
