@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from ._errors import (
     TigaError,
     Timeout,
 )
-from .channel import Channel, Entry, fs_directory, validate_name
+from .channel import Channel, Entry, check_mode, fs_directory, make_directory, validate_name
 from .client import Client
 from .notify import NotificationListener
 from .protocol import ProtocolError, Publish
@@ -43,7 +44,12 @@ class UserError(Exception):
 
 
 def default_directory() -> str:
-    """A per-user directory under the system temp dir, created 0700."""
+    """The per-user directory used without --dir and $TIGA_IPC_DIR:
+    ``$XDG_RUNTIME_DIR/tiga-ipc`` when that is set (a private, per-user tmpfs), else
+    ``<temp dir>/tiga-ipc-<uid>``. It must be private: see private_directory()."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return os.path.join(runtime, "tiga-ipc")
     try:
         user = str(os.getuid())  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - Windows
@@ -51,21 +57,76 @@ def default_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"tiga-ipc-{user}")
 
 
-def ipc_directory(args: argparse.Namespace) -> str:
-    d = args.dir or os.environ.get("TIGA_IPC_DIR") or default_directory()
-    d = fs_directory(d)
-    if not os.path.isdir(d):
-        if os.path.exists(d):
-            raise UserError(f"{d} exists and is not a directory")
-        os.makedirs(d, mode=0o700, exist_ok=True)
+def private_directory(d: str) -> str:
+    """Make sure the default directory is ours alone: created 0700 when missing; an
+    existing one must be a real directory (not a link), owned by us, and writable by
+    no one else, or it is refused (another user could have made it in /tmp to plant
+    links or read our entries)."""
+    try:
+        os.mkdir(d, 0o700)
+        os.chmod(d, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(d)
+    why = None
+    if stat.S_ISLNK(st.st_mode):
+        why = "it is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "it is not a directory"
+    elif hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        why = f"it belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})"
+    elif st.st_mode & 0o022:
+        why = f"its mode {stat.S_IMODE(st.st_mode):04o} lets other users write in it"
+    if why:
+        raise UserError(
+            f"refusing the default directory {d}: {why}. Remove it, or give a directory "
+            "with --dir (or $TIGA_IPC_DIR) on purpose")
     return d
 
 
-def existing_channel(d: str, name: str) -> Channel:
+def ipc_directory(args: argparse.Namespace) -> str:
+    explicit = args.dir or os.environ.get("TIGA_IPC_DIR")
+    d = fs_directory(explicit or default_directory())
+    args.private = not explicit
+    if not explicit:
+        return private_directory(d)
+    if not os.path.isdir(d):
+        if os.path.exists(d):
+            raise UserError(f"{d} exists and is not a directory")
+        make_directory(d, args.mode)
+    return d
+
+
+def open_channel(args: argparse.Namespace, d: str, name: str, **kw: Any) -> Channel:
+    return Channel(name, ipc_directory=d, mode=args.mode, private=args.private, **kw)
+
+
+def existing_channel(args: argparse.Namespace, d: str, name: str) -> Channel:
     validate_name(name)
     if not os.path.exists(os.path.join(d, f"tiga_{name}_state")):
         raise UserError(f"no channel {name!r} in {d} (tiga ls lists the channels)")
-    return Channel(name, ipc_directory=d, create_dir=False)
+    return open_channel(args, d, name, create_dir=False)
+
+
+def shown(name: str) -> str:
+    """A file name as it can be printed (names that are not UTF-8 keep their bytes
+    as escapes instead of failing the terminal's encoding)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded MessagePack value as JSON can hold it: binary as base64 text, map
+    keys as text, anything else as its str()."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else json.dumps(jsonable(k)): jsonable(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return str(value)
 
 
 def entry_text(e: Entry) -> str:
@@ -76,8 +137,8 @@ def entry_text(e: Entry) -> str:
         except ProtocolError:
             return repr(e.message)
         if isinstance(env, Publish):
-            return env.data if isinstance(env.data, str) else json.dumps(env.data, default=str)
-        return json.dumps(env._asdict(), default=str)
+            return env.data if isinstance(env.data, str) else json.dumps(jsonable(env.data))
+        return json.dumps(jsonable(env._asdict()))
     try:
         return e.message.decode("utf-8")
     except UnicodeDecodeError:
@@ -98,7 +159,7 @@ def print_entry(e: Entry) -> None:
 
 def cmd_write(args: argparse.Namespace) -> int:
     d = ipc_directory(args)
-    with Channel(args.name, ipc_directory=d) as ch:
+    with open_channel(args, d, args.name) as ch:
         r = ch.write(args.message, media_type=args.media_type) if args.media_type is None \
             else ch.write(args.message.encode("utf-8"), media_type=args.media_type)
     print(r.id)
@@ -107,7 +168,7 @@ def cmd_write(args: argparse.Namespace) -> int:
 
 def cmd_read(args: argparse.Namespace) -> int:
     d = ipc_directory(args)
-    with existing_channel(d, args.name) as ch:
+    with existing_channel(args, d, args.name) as ch:
         r = ch.read(args.last_id)
     if args.json:
         print(json.dumps({"last_id": r.last_id, "missed": r.missed,
@@ -122,8 +183,8 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     d = ipc_directory(args)
-    with existing_channel(d, args.name) as ch, \
-            NotificationListener(args.name, ipc_directory=d) as lst:
+    with existing_channel(args, d, args.name) as ch, \
+            NotificationListener(args.name, ipc_directory=d, mode=args.mode) as lst:
         last = ch.read().last_id if args.last_id is None else args.last_id
         print(f"# following {args.name!r} in {d} after id {last} (Ctrl-C stops)",
               file=sys.stderr, flush=True)
@@ -150,7 +211,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UserError(f"--json: DATA is not JSON: {e}", EXIT_USAGE) from None
     with Client(args.channel, ipc_directory=d, client_id=args.client_id,
-                timeout=args.timeout) as c:
+                timeout=args.timeout, mode=args.mode) as c:
         print(c.invoke(args.method, data))
     return 0
 
@@ -185,7 +246,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"# {ctx.stage} error (client {ctx.client_id}): {err}", file=sys.stderr, flush=True)
 
     server = TigaServer(args.channel, d, handler, on_error,
-                        discovery_interval=args.discovery_interval)
+                        discovery_interval=args.discovery_interval, mode=args.mode)
     stop = lambda *_: server.close()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     with server:
@@ -210,18 +271,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
     d = ipc_directory(args)
     rows = []
     for name in channel_names(d):
-        row: Dict[str, Any] = {"name": name}
+        row: Dict[str, Any] = {"name": shown(name)}
         if not all(os.path.exists(os.path.join(d, f"tiga_{name}{s}")) for s in SUFFIXES):
             row["error"] = "incomplete: some of the four files are missing"
         else:
-            try:
-                with Channel(name, ipc_directory=d, create_dir=False) as ch:
+            try:  # a bad channel is reported in its row, and the listing goes on
+                with open_channel(args, d, name, create_dir=False) as ch:
                     info = ch.info()
                 row.update(last_id=info.last_id, retained=info.retained,
                            payload=info.payload_len, capacity=info.capacity,
                            listeners=info.live_listeners)
-            except TigaError as e:
-                row["error"] = str(e)
+            except (TigaError, OSError, MemoryError, ValueError) as e:
+                row["error"] = shown(str(e))
         rows.append(row)
     if args.json:
         print(json.dumps({"directory": d, "channels": rows}, indent=2))
@@ -300,6 +361,16 @@ def positive(value: str) -> float:
     return v
 
 
+def file_mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+        return check_mode(mode)
+    except (ValueError, TigaError):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an octal file mode that lets you read and write "
+            "(such as 600 or 660)") from None
+
+
 def non_negative_int(value: str) -> int:
     try:
         v = int(value)
@@ -317,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The directory is --dir, else $TIGA_IPC_DIR, else " + default_directory())
     p.add_argument("--version", action="version", version=f"tiga_cffi {__version__}")
     p.add_argument("--dir", help="the shared IPC directory")
+    p.add_argument("--mode", type=file_mode, default=0o600,
+                   help="permission bits of files (and directories) a command creates, in "
+                        "octal (default 600: yours alone; 660 shares with your group)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
