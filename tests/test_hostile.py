@@ -270,3 +270,24 @@ def test_private_refuses_another_owners_file(ipc_dir):
         tiga_cffi.Channel("p", ipc_directory=ipc_dir, private=True)
     assert ei.value.errno == errno.EPERM
     tiga_cffi.Channel("p", ipc_directory=ipc_dir).close()  # a shared directory: fine
+
+
+# -- 2. a delta write after a truncate-and-regrow
+
+@pytest.mark.parametrize("size", [100, 40_000])  # kept bytes checked in full; sampled
+def test_a_writer_notices_a_data_file_truncated_and_grown_back(ipc_dir, size):
+    with tiga_cffi.Channel("regrow", ipc_directory=ipc_dir, capacity=4 << 20,
+                           min_age=3600) as w:
+        expected = []
+        for i in range(24):
+            msg = bytes([65 + i % 26]) * size
+            if i >= 4 and i % 3 == 0:
+                # the buffer the next write goes to: cut to nothing, grown back (zeros)
+                target = channel_files(ipc_dir, "regrow")[1 + (1 - (w.version & 1))]
+                capacity = target.stat().st_size
+                os.truncate(target, 0)
+                os.truncate(target, capacity)
+            w.write(msg)
+            expected.append(msg)
+            with tiga_cffi.Channel("regrow", ipc_directory=ipc_dir) as fresh:
+                assert [e.message for e in fresh.read().entries] == expected, i

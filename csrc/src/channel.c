@@ -431,6 +431,40 @@ static int data_put(tiga_channel *ch, unsigned idx, uint64_t off, const void *sr
     return plat_map_copy(ch->data[idx] + off, src, n) == 0 ? 0 : faulted(ch, idx, off + n, true);
 }
 
+#define KEPT_FULL_CHECK (256 * 1024) /* kept bytes compared in full; above: sampled */
+#define KEPT_PAGE 4096
+
+/* Does data file idx still hold payload[from..to), which this handle wrote
+ * there two versions ago?  Another process may have truncated the file and
+ * grown it back (zeros), punched a hole, or written into it without
+ * publishing a version.  Up to KEPT_FULL_CHECK bytes are compared in full;
+ * above that, the last 8 bytes of every page and the last 64 bytes: any
+ * truncation and regrowth changes the last byte (ours is never 0: an entry we
+ * write ends with nil 0xc0 or a media type's last character), and any page
+ * dropped or zeroed is caught by its sample.  A fault (truncated under us)
+ * counts as a mismatch: the full write that follows reports it. */
+static bool kept_intact(tiga_channel *ch, unsigned idx, const uint8_t *payload, size_t from,
+                        size_t to)
+{
+    uint8_t buf[KEPT_PAGE];
+    if (to - from <= KEPT_FULL_CHECK) {
+        for (size_t off = from; off < to; off += KEPT_PAGE) {
+            size_t n = to - off < KEPT_PAGE ? to - off : KEPT_PAGE;
+            if (plat_map_copy(buf, ch->data[idx] + off, n) != 0 ||
+                memcmp(buf, payload + off, n) != 0)
+                return false;
+        }
+        return true;
+    }
+    for (size_t page = (from / KEPT_PAGE + 1) * KEPT_PAGE; page <= to; page += KEPT_PAGE) {
+        if (plat_map_copy(buf, ch->data[idx] + page - 8, 8) != 0 ||
+            memcmp(buf, payload + page - 8, 8) != 0)
+            return false;
+    }
+    return plat_map_copy(buf, ch->data[idx] + to - 64, 64) == 0 &&
+           memcmp(buf, payload + to - 64, 64) == 0;
+}
+
 /* Is the cached payload still the one under version word v?  The version
  * word could in theory repeat (same buffer, size and 24-bit checksum), so
  * also compare the head of the buffer, which holds last_id. */
@@ -796,6 +830,10 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     /* a trim or header change since that version also invalidates it */
     if (moved)
         ch->own_valid[0] = ch->own_valid[1] = false;
+    /* ...and so does anyone who changed the file meanwhile without publishing a
+     * version (a truncate and regrow leaves zeros): check the kept bytes. */
+    if (delta && !kept_intact(ch, next, payload, hl, ch->own_len[next]))
+        delta = false;
     if (delta) {
         rc = data_put(ch, next, 0, payload, hl);
         if (rc == 0)
