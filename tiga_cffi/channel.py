@@ -43,9 +43,10 @@ class Entry(NamedTuple):
     @property
     def text(self) -> str:
         """The text of a publish envelope (what ``tiga_write(name, "text")`` wrote),
-        else the message decoded as UTF-8."""
+        else the message decoded as UTF-8 (undecodable bytes replaced). Never raises,
+        whatever a peer wrote."""
         if protocol.is_envelope_media(self.media_type):
-            env = self.envelope()
+            env = protocol.try_envelope(self.message, self.media_type)  # None: not one
             if isinstance(env, protocol.Publish):
                 return env.data if isinstance(env.data, str) else str(env.data)
         return self.message.decode("utf-8", "replace")

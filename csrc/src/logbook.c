@@ -589,14 +589,34 @@ static void idx_trim(lb_buf *b, size_t k)
         idx_reset(b);
 }
 
+/* Ids increase from entry to entry and none is above the logbook's last_id
+ * (both peers write them so): anything else would make a reader skip or
+ * repeat entries. */
+static int id_order(const lb_header *h, int64_t prev, const lb_entry *e, bool first)
+{
+    if (e->id > h->last_id)
+        return CORRUPT("entry at byte %zu has id %lld, above the logbook's last_id %lld",
+                       e->start, (long long)e->id, (long long)h->last_id);
+    if (!first && e->id <= prev)
+        return CORRUPT("entry at byte %zu has id %lld after id %lld: ids must increase",
+                       e->start, (long long)e->id, (long long)prev);
+    return 0;
+}
+
 static int walk_entries(lb_buf *b, const uint8_t *p, size_t n, size_t off, uint32_t count)
 {
     lb_entry e;
+    bool first = b->cnt == 0;
+    int64_t prev = b->cnt ? b->first_id + (int64_t)(b->cnt - 1) : 0;
+    if (b->cnt && !b->consecutive)
+        prev = b->max_id; /* ids increase: the last indexed is the largest */
     for (uint32_t i = 0; i < count; i++) {
         size_t at = off;
         int rc = lb_next_entry(p, n, &off, &e, true);
-        if (rc)
+        if (rc || (rc = id_order(&b->h, prev, &e, first)))
             return rc;
+        prev = e.id;
+        first = false;
         if ((rc = idx_push(b, b->start + at, e.id, b->now_ns)))
             return rc;
     }
@@ -648,8 +668,8 @@ int lb_buf_adopt(lb_buf *b, size_t len)
     /* Build the new index: translated positions of the shared entries, then
      * a walk of the rest.  The positions move down within the same array
      * (entry k0 + k becomes entry k), so they are rewritten in place. */
-    const size_t *old_pos = b->pos + b->head;
-    const int64_t *old_seen = b->seen + b->head;
+    const size_t *old_pos = b->pos ? b->pos + b->head : NULL; /* read only when shared */
+    const int64_t *old_seen = b->seen ? b->seen + b->head : NULL;
     int64_t old_first = b->first_id;
     size_t old_from = shared ? old_pos[k0] : 0;
     lb_buf nb = *b;
@@ -792,7 +812,7 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     } else {
         h = b->h;
     }
-    const uint8_t *p = b->mem + b->start;
+    const uint8_t *p = b->mem ? b->mem + b->start : NULL; /* read only when cnt > 0 */
     if (b->len == 0)
         idx_reset(b);
     b->now_ns = now_ns;
@@ -1015,10 +1035,12 @@ static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_res
     uint32_t skip = h.count;
     int64_t first_id = 0;
     lb_entry e;
+    int64_t prev = 0;
     for (uint32_t i = 0; i < h.count; i++) {
         size_t at = off;
-        if ((rc = lb_next_entry(p, n, &off, &e, true)))
+        if ((rc = lb_next_entry(p, n, &off, &e, true)) || (rc = id_order(&h, prev, &e, i == 0)))
             return rc;
+        prev = e.id;
         if (i == 0)
             first_id = e.id;
         if (skip == h.count && e.id > after_id) {
