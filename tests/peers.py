@@ -74,3 +74,42 @@ def hold_client(ipc_dir, channel, client_id, ready):
 def write_later(ipc_dir, name, delay):
     time.sleep(delay)
     tiga_cffi.tiga_write(name, b"ping", ipc_directory=ipc_dir)
+
+
+def soak_writer(ipc_dir, name, wid, log_path):
+    """Write `wid:n` messages forever; log each one before the write (attempted) and
+    after it returned (done, with its id). Killed at any moment by the soak test."""
+    with open(log_path, "a", buffering=1) as log, \
+            tiga_cffi.Channel(name, ipc_directory=ipc_dir, min_age=600, reader_grace=0.05,
+                              lock_timeout=30) as ch:
+        n = 0
+        while True:
+            msg = f"{wid}:{os.getpid()}:{n}"
+            log.write(f"try {msg}\n")
+            eid = ch.write(msg.encode()).id
+            log.write(f"done {eid} {msg}\n")
+            n += 1
+            time.sleep(0.0005)
+
+
+def soak_reader(ipc_dir, name, log_path):
+    """Follow the channel and log every (id, message) it returns."""
+    with open(log_path, "a", buffering=1) as log, \
+            tiga_cffi.Channel(name, ipc_directory=ipc_dir) as ch:
+        last = 0
+        while True:
+            r = ch.read(last)
+            for e in r.entries:
+                log.write(f"read {e.id} {e.message.decode()}\n")
+            last = r.last_id
+            time.sleep(0.001)
+
+
+def soak_lock_holder(ipc_dir, name, ready):
+    """Take the append lock (flock on the state file) and hold it until killed."""
+    import fcntl
+
+    fd = os.open(os.path.join(ipc_dir, f"tiga_{name}_state"), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    ready.set()
+    time.sleep(3600)
