@@ -61,7 +61,8 @@ def test_any_bytes_decode_or_are_a_protocol_error(message, media):
     looks(message, media)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(envelopes, MEDIA, st.booleans()), min_size=1, max_size=6))
 def test_a_server_fed_anything_keeps_answering(ipc_dir, items):
     errors = []
@@ -76,7 +77,8 @@ def test_a_server_fed_anything_keeps_answering(ipc_dir, items):
     assert all(isinstance(e, Exception) for e in errors)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(envelopes, MEDIA, st.booleans()), min_size=1, max_size=5))
 def test_the_cli_prints_anything_without_a_traceback(ipc_dir, capsys, items):
     with tiga_cffi.Channel("cli", ipc_directory=ipc_dir) as ch:

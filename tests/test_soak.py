@@ -7,8 +7,9 @@ import os
 import random
 import time
 
-import tiga_cffi
 from peers import CTX, soak_lock_holder, soak_reader, soak_writer
+
+import tiga_cffi
 
 NAME = "soak"
 WRITERS, READERS = 3, 2
