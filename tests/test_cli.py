@@ -15,6 +15,23 @@ import tiga_cffi
 BIN = Path(sys.executable).parent
 
 
+def default_sigint():
+    """For a child that must see Ctrl-C even when this run inherited SIGINT as ignored
+    (a background job): Python leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stop(proc, sig=signal.SIGINT, timeout=20):
+    """Send sig, wait, and kill it if it does not end: nothing outlives its test."""
+    try:
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def tiga_exe():
     exe = BIN / "tiga"
     assert exe.exists(), f"the tiga script is not installed next to {sys.executable}"
@@ -119,8 +136,7 @@ def test_serve_invoke_and_remote_error(ipc_dir, tmp_path):
         p = run(ipc_dir, "invoke", "svc", "boom", "x", check_rc=4)
         assert "it broke" in p.stderr
     finally:
-        srv.send_signal(signal.SIGTERM)
-        out, err = srv.communicate(timeout=20)
+        out, err = stop(srv, signal.SIGTERM)
     assert srv.returncode == 0, err
     assert "Traceback" not in err
 
@@ -129,35 +145,37 @@ def test_serve_builtin_echo_and_ctrl_c(ipc_dir, tmp_path):
     ready = tmp_path / "ready"
     srv = subprocess.Popen([tiga_exe(), "--dir", str(ipc_dir), "serve", "echo",
                             "--ready-file", str(ready)], cwd=str(tmp_path),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=default_sigint)
+    out = err = ""
     try:
         assert wait_for(ready.exists)
         assert run(ipc_dir, "invoke", "echo", "any", "text", check_rc=0).stdout == "text\n"
     finally:
-        srv.send_signal(signal.SIGINT)
-        out, err = srv.communicate(timeout=20)
-    assert srv.returncode == 0 and "Traceback" not in err
+        out, err = stop(srv)
+    assert srv.returncode == 130 and "Traceback" not in err  # interrupted: 128 + SIGINT
 
 
 def test_tail_follows_and_stops_on_ctrl_c(ipc_dir):
     run(ipc_dir, "write", "feed", "old", check_rc=0)
     tail = subprocess.Popen([tiga_exe(), "--dir", str(ipc_dir), "tail", "feed"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+                            preexec_fn=default_sigint)
+    lines = []
+    out = err = ""
     try:
         time.sleep(1.0)  # let it start following
         for i in range(3):
             tiga_cffi.tiga_write("feed", f"new {i}", ipc_directory=ipc_dir)
-        lines = []
         deadline = time.monotonic() + 20
         while len(lines) < 3 and time.monotonic() < deadline:
             line = tail.stdout.readline()
             if line:
                 lines.append(line.rstrip("\n"))
     finally:
-        tail.send_signal(signal.SIGINT)
-        out, err = tail.communicate(timeout=20)
+        out, err = stop(tail)
     assert [ln.split("\t")[2] for ln in lines] == ["new 0", "new 1", "new 2"]
-    assert tail.returncode == 0 and "Traceback" not in err
+    assert tail.returncode == 130 and "Traceback" not in err
 
 
 def test_tail_with_timeout_and_last_id(ipc_dir):
@@ -180,6 +198,7 @@ def test_demo(tmp_path):
 def test_demo_default_directory_is_private(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     env.pop("TIGA_IPC_DIR", None)
+    env.pop("XDG_RUNTIME_DIR", None)
     p = subprocess.run([tiga_exe(), "demo"], capture_output=True, text=True, timeout=120,
                        env=env, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr

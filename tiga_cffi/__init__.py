@@ -4,6 +4,8 @@ Channels are memory-mapped files in a shared directory; this package reads and
 writes them byte-compatibly with the C# and Node.js peers.
 """
 
+import logging as _logging
+
 from ._errors import (
     ChannelClosed,
     ChannelCorrupt,
@@ -42,6 +44,9 @@ from .server import (
     create_tiga_server,
     start_tiga_server,
 )
+
+# Silent unless the application configures logging (the library's own rule).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __version__ = "0.1.0"
 

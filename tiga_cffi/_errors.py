@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from typing import Dict, NoReturn, Optional, Type
 
-from ._tiga import ffi, lib
+try:
+    from ._tiga import ffi, lib
+except ImportError as _e:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        f"tiga_cffi's C extension (tiga_cffi._tiga) is not built in "
+        f"{os.path.dirname(__file__)}. If that is a source checkout that shadows the "
+        "installed package (running from the checkout's root after `pip install .`), run "
+        "from another directory, or build it in place with `pip install -e .`."
+    ) from _e
 
 
 class TigaError(Exception):

@@ -116,7 +116,10 @@ def name_bytes(name: Any, what: str = "channel name") -> bytes:
         b = name.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidName(f"{what} {name!r} is not valid Unicode") from None
-    check(lib.tiga_validate_name(b, len(b)))
+    rc = lib.tiga_validate_name(b, len(b))
+    if rc:
+        why = ffi.string(lib.tiga_last_error()).decode("utf-8", "replace")
+        raise InvalidName(f"invalid {what} {name!r}: {why.replace('the name', 'it')}", rc, why)
     return b
 
 
@@ -577,5 +580,16 @@ def tiga_write(
 
 
 def tiga_read(name: str, *, ipc_directory: PathLike, last_id: int = 0) -> ReadResult:
-    """The entries of channel ``name`` after ``last_id`` (created if missing)."""
+    """The entries of channel ``name`` after ``last_id``. A channel that does not
+    exist reads as empty and is not created (nothing is written by a read)."""
+    key = (fs_directory(ipc_directory), validate_name(name))
+    with _cache_lock:
+        ch = _cache.get(key)
+    if (ch is None or ch.closed) and not os.path.exists(
+            os.path.join(key[0], f"tiga_{name}_state")):
+        if isinstance(last_id, bool) or not isinstance(last_id, int):
+            raise InvalidType("last_id must be an int")
+        if last_id < 0 or last_id >= 1 << 63:
+            raise InvalidArgument("last_id must be between 0 and 2**63-1")
+        return ReadResult(0, [], 0, 0, last_id > 0)
     return cached_channel(name, ipc_directory).read(last_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import importlib
 import json
 import os
@@ -32,6 +33,7 @@ from .protocol import ProtocolError, Publish
 from .server import InvokeContext, TigaServer
 
 EXIT_ERROR, EXIT_USAGE, EXIT_TIMEOUT, EXIT_REMOTE = 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 SUFFIXES = ("_state", "_data_0", "_data_1", "_notify")
 
 
@@ -84,17 +86,38 @@ def private_directory(d: str) -> str:
     return d
 
 
-def ipc_directory(args: argparse.Namespace) -> str:
+def ipc_directory(args: argparse.Namespace, create: bool = True) -> str:
+    """The directory a command works in. Commands that only look (read, tail, ls)
+    do not create it: a missing one is an error."""
     explicit = args.dir or os.environ.get("TIGA_IPC_DIR")
     d = fs_directory(explicit or default_directory())
     args.private = not explicit
+    if not os.path.isdir(d):
+        if os.path.lexists(d) and not os.path.islink(d):
+            raise UserError(f"{d} exists and is not a directory")
+        if not create:
+            raise UserError(f"no directory {d} (nothing has been written there yet)")
     if not explicit:
         return private_directory(d)
     if not os.path.isdir(d):
-        if os.path.exists(d):
-            raise UserError(f"{d} exists and is not a directory")
         make_directory(d, args.mode)
     return d
+
+
+def message_arg(value: str, what: str) -> str:
+    """A message from the command line: `-` reads standard input, `@path` a file (for
+    anything over the argument-size limit), anything else is the text itself."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@") and len(value) > 1:
+        try:
+            with open(value[1:], encoding="utf-8") as f:
+                return f.read()
+        except OSError as e:
+            raise UserError(f"{what} {value}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"{what} {value} is not UTF-8 text: {e}") from None
+    return value
 
 
 def open_channel(args: argparse.Namespace, d: str, name: str, **kw: Any) -> Channel:
@@ -159,19 +182,24 @@ def print_entry(e: Entry) -> None:
 
 def cmd_write(args: argparse.Namespace) -> int:
     d = ipc_directory(args)
+    message = message_arg(args.message, "MESSAGE")
     with open_channel(args, d, args.name) as ch:
-        r = ch.write(args.message, media_type=args.media_type) if args.media_type is None \
-            else ch.write(args.message.encode("utf-8"), media_type=args.media_type)
+        r = ch.write(message, media_type=args.media_type) if args.media_type is None \
+            else ch.write(message.encode("utf-8"), media_type=args.media_type)
     print(r.id)
     return 0
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    d = ipc_directory(args)
+    d = ipc_directory(args, create=False)
     with existing_channel(args, d, args.name) as ch:
         r = ch.read(args.last_id)
+    if r.reset:
+        print(f"# the log's last id is {r.last_id}, below --last-id {args.last_id}: it "
+              "went back (reset by a peer, or made anew); showing it from its start",
+              file=sys.stderr)
     if args.json:
-        print(json.dumps({"last_id": r.last_id, "missed": r.missed,
+        print(json.dumps({"last_id": r.last_id, "missed": r.missed, "reset": r.reset,
                           "entries": [entry_json(e) for e in r.entries]}, indent=2))
     else:
         for e in r.entries:
@@ -182,7 +210,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    d = ipc_directory(args)
+    d = ipc_directory(args, create=False)
     with existing_channel(args, d, args.name) as ch, \
             NotificationListener(args.name, ipc_directory=d, mode=args.mode) as lst:
         last = ch.read().last_id if args.last_id is None else args.last_id
@@ -191,6 +219,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
         while deadline is None or time.monotonic() < deadline:
             r = ch.read(last)
+            if r.reset:
+                print(f"# the log went back to id {r.last_id} (reset by a peer, or made "
+                      "anew): following it from its start", file=sys.stderr, flush=True)
             if r.missed:
                 print(f"# missed {r.missed} entries (trimmed before they were read)",
                       file=sys.stderr, flush=True)
@@ -204,15 +235,26 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     d = ipc_directory(args)
-    data: Any = args.data
+    data: Any = message_arg(args.data, "DATA")
     if args.json_data:
         try:
-            data = json.loads(args.data)
+            data = json.loads(data)
         except ValueError as e:
             raise UserError(f"--json: DATA is not JSON: {e}", EXIT_USAGE) from None
-    with Client(args.channel, ipc_directory=d, client_id=args.client_id,
-                timeout=args.timeout, mode=args.mode) as c:
+    if args.client_id is not None:
+        validate_name(args.client_id, "client id")
+    c = Client(args.channel, ipc_directory=d, client_id=args.client_id, timeout=args.timeout,
+               mode=args.mode)
+    try:
         print(c.invoke(args.method, data))
+    finally:
+        c.close()
+        if args.client_id is None:
+            # a one-off client id: its eight files would wait 5 minutes for a scavenger
+            for name in (c.request_name, c.response_name):
+                for suffix in SUFFIXES:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(d, f"tiga_{name}{suffix}"))
     return 0
 
 
@@ -268,7 +310,7 @@ def channel_names(d: str) -> List[str]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    d = ipc_directory(args)
+    d = ipc_directory(args, create=False)
     rows = []
     for name in channel_names(d):
         row: Dict[str, Any] = {"name": shown(name)}
@@ -361,6 +403,21 @@ def positive(value: str) -> float:
     return v
 
 
+def add_global_options(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--dir", default=default, help="the shared IPC directory")
+    p.add_argument("--mode", type=file_mode, default=default,
+                   help="permission bits of files (and directories) a command creates, in "
+                        "octal (default 600: yours alone; 660 shares with your group)")
+
+
+def _sub_parser(common: argparse.ArgumentParser) -> Any:
+    class SubParser(argparse.ArgumentParser):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            kw.setdefault("parents", []).append(common)
+            super().__init__(*a, **kw)
+    return SubParser
+
+
 def file_mode(value: str) -> int:
     try:
         mode = int(value, 8)
@@ -387,11 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tiga memory-mapped IPC channels from the command line.",
         epilog="The directory is --dir, else $TIGA_IPC_DIR, else " + default_directory())
     p.add_argument("--version", action="version", version=f"tiga_cffi {__version__}")
-    p.add_argument("--dir", help="the shared IPC directory")
-    p.add_argument("--mode", type=file_mode, default=0o600,
-                   help="permission bits of files (and directories) a command creates, in "
-                        "octal (default 600: yours alone; 660 shares with your group)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    add_global_options(p, argparse.SUPPRESS)
+    p.set_defaults(dir=None, mode=0o600)
+    # the same options after the subcommand: `tiga ls --dir D` as well as `tiga --dir D ls`
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_sub_parser(common))
     sub.required = True
 
     s = sub.add_parser("demo", help="start an echo server in another process and invoke it")
@@ -400,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("write", help="append a message to a channel (created if missing)")
     s.add_argument("name")
-    s.add_argument("message")
+    s.add_argument("message", help="the text; '-' reads standard input, '@FILE' a file")
     s.add_argument("--media-type", help="store MESSAGE as UTF-8 bytes with this media type "
                    "(without it: a publish envelope, like the peers' write of a string)")
     s.set_defaults(func=cmd_write)
@@ -422,10 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("invoke", help="call METHOD on the server of CHANNEL")
     s.add_argument("channel")
     s.add_argument("method")
-    s.add_argument("data")
+    s.add_argument("data", help="the text; '-' reads standard input, '@FILE' a file")
     s.add_argument("--json", dest="json_data", action="store_true",
                    help="send DATA parsed as JSON instead of as a string")
-    s.add_argument("--client-id", help="client id (default <pid>-<random>)")
+    s.add_argument("--client-id", help="client id (default: a new <pid>-<random> id whose "
+                   "files are removed when the command ends)")
     s.add_argument("--timeout", type=positive, default=30.0, help="seconds (default 30)")
     s.set_defaults(func=cmd_invoke)
 
@@ -452,7 +511,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("", file=sys.stderr)
-        return 0
+        return EXIT_INTERRUPTED
     except UserError as e:
         print(f"tiga: error: {e}", file=sys.stderr)
         return e.code

@@ -64,6 +64,16 @@ Handler = Callable[[str, Any, InvokeContext], Any]
 ErrorHandler = Callable[[BaseException, ErrorContext], None]
 
 
+def error_text(err: BaseException) -> str:
+    """A handler's failure as the response's message: str(err), as the peers send
+    theirs; the type's name when that is empty; and "KeyError: 'b'" for a KeyError,
+    whose str() is only the key's repr."""
+    text = str(err)
+    if isinstance(err, KeyError) or not text:
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text
+
+
 def _interval(value: Any, what: str, minimum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidType(f"{what} must be a number of seconds")
@@ -302,7 +312,7 @@ class _Worker:
                 result = protocol.result_to_data(result)
             code = protocol.CODE_OK
         except Exception as err:  # the handler's failure becomes the response
-            result, code = str(err) or type(err).__name__, protocol.CODE_ERROR
+            result, code = error_text(err), protocol.CODE_ERROR
             self.error("invoke", err, request_id=rid, method=method)
         resp = self.resp
         assert resp is not None
@@ -471,7 +481,10 @@ class TigaServer:
                 return
             except Exception:
                 log.exception("on_error raised")
-        log.warning("%s (%s, client %s): %s", ctx.stage, self.channel_name, ctx.client_id, exc)
+        # nobody listens: the log gets it, with the traceback (the package's logger
+        # has a NullHandler, so this is silent until the application configures one)
+        log.error("%s error (%s, client %s): %s", ctx.stage, self.channel_name, ctx.client_id,
+                  exc, exc_info=(type(exc), exc, exc.__traceback__))
 
     # -- discovery
     def _discovery_loop(self, watch: Optional[DirectoryWatch]) -> None:
