@@ -431,13 +431,13 @@ static int data_put(tiga_channel *ch, unsigned idx, uint64_t off, const void *sr
     return plat_map_copy(ch->data[idx] + off, src, n) == 0 ? 0 : faulted(ch, idx, off + n, true);
 }
 
-#define KEPT_FULL_CHECK (256 * 1024) /* kept bytes compared in full; above: sampled */
+#define KEPT_FULL_CHECK 4096 /* kept bytes compared in full; above: sampled */
 #define KEPT_PAGE 4096
 
 /* Does data file idx still hold payload[from..to), which this handle wrote
  * there two versions ago?  Another process may have truncated the file and
  * grown it back (zeros), punched a hole, or written into it without
- * publishing a version.  Up to KEPT_FULL_CHECK bytes are compared in full;
+ * publishing a version.  Up to KEPT_FULL_CHECK bytes (a page) are compared in full;
  * above that, the last 8 bytes of every page and the last 64 bytes: any
  * truncation and regrowth changes the last byte (ours is never 0: an entry we
  * write ends with nil 0xc0 or a media type's last character), and any page
