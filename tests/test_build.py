@@ -40,3 +40,27 @@ def test_every_header_function_is_bound():
     assert len(names) > 20
     for n in names:
         assert hasattr(lib, n), n
+
+
+def test_the_version_is_written_once():
+    """tiga.h holds it; the package, its metadata, the C library and the Makefile agree."""
+    import importlib.metadata
+    import re
+    import subprocess
+
+    from tiga_cffi._tiga import ffi, lib
+
+    import tiga_cffi
+
+    text = (ROOT / "csrc" / "include" / "tiga.h").read_text()
+    header = re.search(r'#define TIGA_VERSION_STRING "([^"]+)"', text).group(1)
+    major, minor, patch = (int(re.search(rf"#define TIGA_VERSION_{k} (\d+)", text).group(1))
+                           for k in ("MAJOR", "MINOR", "PATCH"))
+    assert header == f"{major}.{minor}.{patch}"
+    assert tiga_cffi.__version__ == header
+    assert ffi.string(lib.tiga_version()).decode() == header
+    assert importlib.metadata.version("tiga-cffi") == header
+    make = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "print-version"],
+                          capture_output=True, text=True, timeout=60)
+    assert make.stdout.strip() == header
+    assert "0.1.0" not in (ROOT / "pyproject.toml").read_text()  # no second copy

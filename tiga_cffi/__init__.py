@@ -23,6 +23,8 @@ from ._errors import (
     TigaOSError,
     Timeout,
 )
+from ._tiga import ffi as _ffi
+from ._tiga import lib as _lib
 from .channel import (
     DEFAULT_CAPACITY,
     Channel,
@@ -48,7 +50,7 @@ from .server import (
 # Silent unless the application configures logging (the library's own rule).
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
-__version__ = "0.1.0"
+__version__: str = _ffi.string(_lib.tiga_version()).decode("ascii")  # written once: tiga.h
 
 
 def initialized() -> bool:

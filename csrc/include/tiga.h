@@ -80,6 +80,17 @@ enum tiga_limits {
     TIGA_MAX_NAME_BYTES = 255
 };
 
+/* The library's version: the one place it is written (setup.py, the
+ * Makefile and the Python package read it from here). */
+#define TIGA_VERSION_MAJOR 0
+#define TIGA_VERSION_MINOR 2
+#define TIGA_VERSION_PATCH 0
+#define TIGA_VERSION_STRING "0.2.0"
+
+/* The version of the library that is running ("0.2.0"), which may differ
+ * from the header a program was compiled with.  Static storage. */
+TIGA_API const char *tiga_version(void);
+
 /* ---------------------------------------------------------------- errors */
 
 /* Short text for a status (library or -errno).  Never NULL, static storage. */

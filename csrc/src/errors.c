@@ -45,3 +45,5 @@ const char *tiga_strerror(int status)
     }
     return "unknown error";
 }
+
+const char *tiga_version(void) { return TIGA_VERSION_STRING; }
