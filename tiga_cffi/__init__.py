@@ -57,7 +57,7 @@ def initialized() -> bool:
     """True once the native extension is loaded (it is whenever this module imports)."""
     from ._tiga import lib
 
-    return lib.tiga_wyhash(b"", 0, 0) == 0x42BC986DC5EEC4D3
+    return bool(lib.tiga_wyhash(b"", 0, 0) == 0x42BC986DC5EEC4D3)
 
 
 def wyhash(data: bytes, seed: int = 0) -> int:
@@ -65,7 +65,7 @@ def wyhash(data: bytes, seed: int = 0) -> int:
     from ._tiga import ffi, lib
 
     buf = ffi.from_buffer(data)
-    return lib.tiga_wyhash(buf, len(buf), seed)
+    return int(lib.tiga_wyhash(buf, len(buf), seed))
 
 
 __all__ = [

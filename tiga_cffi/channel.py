@@ -126,7 +126,7 @@ def name_bytes(name: Any, what: str = "channel name") -> bytes:
 def validate_name(name: Any, what: str = "channel name") -> str:
     """Check a channel name or client id against the protocol's rules; return it."""
     name_bytes(name, what)
-    return name
+    return str(name)
 
 
 def encode_message(message: Any, media_type: Optional[str]) -> Tuple[Any, Optional[str]]:
@@ -260,7 +260,7 @@ def _entries_of(res: Any) -> List[Entry]:
     # consecutive entries mostly share a writer instance and a media type
     instances: Dict[bytes, str] = {}
     medias: Dict[bytes, str] = {}
-    out = []
+    out: List[Entry] = []
     append = out.append
     for eid, ts, mp, ml, tp, tl, inst in struct.iter_unpack(_ENTRY_FORMAT, raw):
         m = mp - base
@@ -357,6 +357,7 @@ class Channel:
 
     @property
     def closed(self) -> bool:
+        """Whether close() was called (calls then raise ChannelClosed)."""
         return self._handle.closed
 
     def __enter__(self) -> Channel:
@@ -431,7 +432,7 @@ class Channel:
     @property
     def version(self) -> int:
         """The state word (changes with every write; 0 = nothing written)."""
-        return self._handle.call(lib.tiga_channel_version)
+        return int(self._handle.call(lib.tiga_channel_version))
 
     def pending_writes(self) -> int:
         """How many writes of this object's threads are queued for the next version
@@ -441,10 +442,14 @@ class Channel:
         return int(self._handle.call(lib.tiga_channel_pending_writes))
 
     def set_min_age(self, seconds: float) -> None:
+        """Change the minimum age (seconds) this object's writes keep entries for."""
         ms = _seconds_to_ms(seconds, "min_age", 0)
         check(self._handle.call(lib.tiga_channel_set_min_age, ms))
 
     def info(self) -> ChannelInfo:
+        """The channel's numbers now (reads and verifies the payload): version word,
+        capacity, payload size, last id, retained entries and the oldest one's id, the
+        form (schema version, None for plain), live listeners, resets seen, high id."""
         info = ffi.new("tiga_channel_info *")
         live = ffi.new("int32_t *")
         check(self._handle.call(lib.tiga_channel_info_get, info))
@@ -475,13 +480,13 @@ class Channel:
         """How many live processes listen on this channel (dead owners' slots are freed)."""
         live = ffi.new("int32_t *")
         check(self._handle.call(lib.tiga_channel_live_listeners, live))
-        return live[0]
+        return int(live[0])
 
     def signal(self) -> int:
         """Wake every listener of the channel; returns how many slots were signalled."""
         woken = ffi.new("int32_t *")
         check(self._handle.call(lib.tiga_channel_signal, woken))
-        return woken[0]
+        return int(woken[0])
 
     def _raw(self) -> OwnedHandle:
         return self._handle

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, cast
 
 from . import __version__
 from ._errors import (
@@ -53,7 +53,7 @@ def default_directory() -> str:
     if runtime and os.path.isabs(runtime):
         return os.path.join(runtime, "tiga-ipc")
     try:
-        user = str(os.getuid())  # type: ignore[attr-defined]
+        user = str(os.getuid())
     except AttributeError:  # pragma: no cover - Windows
         user = os.environ.get("USERNAME", "user")
     return os.path.join(tempfile.gettempdir(), f"tiga-ipc-{user}")
@@ -276,7 +276,7 @@ def load_handler(spec: str) -> Callable[..., Any]:
     fn = getattr(mod, func_name, None)
     if not callable(fn):
         raise UserError(f"--handler {spec!r}: {mod_name} has no function {func_name!r}")
-    return fn
+    return cast(Callable[..., Any], fn)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -124,15 +124,19 @@ class Endpoint:
         self.missed = 0  # responses trimmed before this client read them
 
     def _open(self, d: str, spin: float, min_age: Optional[float], mode: Optional[int]) -> None:
-        self._req = self._listener = None  # type: ignore[assignment]
-        self._resp = Channel(self.response_name, ipc_directory=d, mode=mode)
+        resp = Channel(self.response_name, ipc_directory=d, mode=mode)
         try:
-            self._req = Channel(self.request_name, ipc_directory=d, min_age=min_age, mode=mode)
-            self._listener = NotificationListener(self.response_name, ipc_directory=d, spin=spin,
-                                                  mode=mode)
+            req = Channel(self.request_name, ipc_directory=d, min_age=min_age, mode=mode)
+            try:
+                listener = NotificationListener(self.response_name, ipc_directory=d, spin=spin,
+                                                mode=mode)
+            except BaseException:
+                req.close()
+                raise
         except BaseException:
-            self.close()
+            resp.close()
             raise
+        self._resp, self._req, self._listener = resp, req, listener
 
     def close(self) -> None:
         for name in ("_listener", "_req", "_resp"):
@@ -155,7 +159,7 @@ class Endpoint:
         now = time.monotonic()
         deadline = now + timeout
         try:
-            packed = msgpack.packb(data)
+            packed: bytes = msgpack.packb(data)  # pyright: ignore[reportAssignmentType]
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidType(f"invoke data cannot be encoded as MessagePack: {e}") from None
         if now >= self._ready_until:
@@ -397,10 +401,12 @@ class Client:
 
     @property
     def request_name(self) -> str:
+        """The channel this client writes its invokes to: ``<channel>.req.<client id>``."""
         return self._endpoint().request_name
 
     @property
     def response_name(self) -> str:
+        """The channel it reads responses from: ``<channel>.resp.<client id>``."""
         return self._endpoint().response_name
 
     def invoke(self, method: str, data: Any = "", *, timeout: Optional[float] = None) -> str:
@@ -418,10 +424,13 @@ class Client:
             None, functools.partial(self.invoke, method, data, timeout=timeout))
 
     def close(self) -> None:
+        """Give back the response listener and close the channels. The files stay (a
+        server's scavenger removes an idle client's files after ``stale_after``)."""
         self._ep.close()
 
     @property
     def closed(self) -> bool:
+        """Whether close() was called."""
         return self._ep.closed
 
     def __enter__(self) -> Client:

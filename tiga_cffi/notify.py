@@ -89,8 +89,8 @@ class NotificationListener:
         """Block (GIL released) until signalled or new data; False on timeout.
         ``timeout`` in seconds, None waits forever. Like threading.Event.wait."""
         spin = self.spin_us
-        return self._handle.call(
-            lambda h: blocking_call(lambda ms: lib.tiga_listener_wait(h, ms, spin), timeout))
+        return bool(self._handle.call(
+            lambda h: blocking_call(lambda ms: lib.tiga_listener_wait(h, ms, spin), timeout)))
 
     async def wait_async(self, timeout: Optional[float] = None, *, slice: float = 0.05) -> bool:
         """Await a signal without blocking the event loop (the wait runs in the loop's
@@ -113,6 +113,7 @@ class NotificationListener:
 
     @property
     def closed(self) -> bool:
+        """Whether close() was called (the slot is given back then)."""
         return self._handle.closed
 
     def __enter__(self) -> NotificationListener:
@@ -178,8 +179,8 @@ class DirectoryWatch:
         self._handle = OwnedHandle(open_watch, lib.tiga_dirwatch_close, "directory watch")
 
     def wait(self, timeout: Optional[float]) -> bool:
-        return self._handle.call(
-            lambda h: blocking_call(lambda ms: lib.tiga_dirwatch_wait(h, ms), timeout))
+        return bool(self._handle.call(
+            lambda h: blocking_call(lambda ms: lib.tiga_dirwatch_wait(h, ms), timeout)))
 
     def close(self) -> None:
         self._handle.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union, cast
 
 import msgpack
 
@@ -61,15 +61,15 @@ def new_id() -> str:
 
 
 def encode_publish(data: str, id: Optional[str] = None) -> bytes:
-    return msgpack.packb([id or new_id(), KIND_PUBLISH, data])
+    return cast(bytes, msgpack.packb([id or new_id(), KIND_PUBLISH, data]))
 
 
 def encode_invoke(method: str, data: Any, id: str) -> bytes:
-    return msgpack.packb([id, KIND_INVOKE, method, data])
+    return cast(bytes, msgpack.packb([id, KIND_INVOKE, method, data]))
 
 
 def encode_response(id: str, data: str, code: int = CODE_OK) -> bytes:
-    return msgpack.packb([id, KIND_RESPONSE, data, code])
+    return cast(bytes, msgpack.packb([id, KIND_RESPONSE, data, code]))
 
 
 def inflate(message: bytes) -> bytes:

@@ -141,10 +141,10 @@ class _Worker:
         answered: Set[str] = set()
         newest = None
         for e in self.resp.read(0).entries:
-            env = protocol.try_envelope(e.message, e.media_type)
-            if isinstance(env, protocol.Response):
-                answered.add(env.id)
-                newest = env.id
+            resp = protocol.try_envelope(e.message, e.media_type)
+            if isinstance(resp, protocol.Response):
+                answered.add(resp.id)
+                newest = resp.id
         # Requests are answered in id order: everything up to the newest answered
         # request was handled (it stays retained until a later response write).
         start = 0
@@ -186,12 +186,12 @@ class _Worker:
     def _serve(self) -> None:
         try:
             pending = self._attach()
-        except Exception as e:  # noqa: BLE001 - reported; serving goes on from the log's end
-            self.error("read", e)
+        except Exception as err:  # noqa: BLE001 - reported; serving goes on from the log's end
+            self.error("read", err)
             pending = []
         self.ready.set()
-        for e, env in pending:
-            self._handle(e, env)
+        for entry, invoke in pending:
+            self._handle(entry, invoke)
         assert self.listener is not None
         wait = self.server.wait_timeout
         wait_ms = int(wait * 1000)
@@ -259,8 +259,8 @@ class _Worker:
         assert self.req is not None
         try:
             r = self.req.read(self.last)
-        except TigaError as e:
-            self.error("read", e)
+        except TigaError as err:
+            self.error("read", err)
             return
         if r.reset:
             self._went_back()
@@ -441,6 +441,7 @@ class TigaServer:
 
     @property
     def closed(self) -> bool:
+        """Whether close() was called."""
         return self._closed
 
     def __enter__(self) -> TigaServer:
@@ -518,7 +519,7 @@ class TigaServer:
 
     def _client_ids(self, stage: str) -> Set[str]:
         """Ids of the clients that have any of their eight files in the directory."""
-        ids = set()
+        ids: Set[str] = set()
         try:
             names = os.listdir(self.ipc_directory)
         except OSError as e:
@@ -570,19 +571,19 @@ class TigaServer:
         with self._lock:
             if self._stop.is_set():
                 return
-            for cid in found:
-                if cid in self._workers:
+            for client in found:
+                if client in self._workers:
                     continue
-                retry = self._retry.get(cid)
+                retry = self._retry.get(client)
                 if retry is not None and now < retry[0]:
                     continue
-                if cid is None:
+                if client is None:
                     req = resp = self.channel_name
                 else:
-                    req = request_name(self.channel_name, cid)
-                    resp = response_name(self.channel_name, cid)
-                w = _Worker(self, cid, req, resp)
-                self._workers[cid] = w
+                    req = request_name(self.channel_name, client)
+                    resp = response_name(self.channel_name, client)
+                w = _Worker(self, client, req, resp)
+                self._workers[client] = w
                 w.thread.start()
 
     # -- scavenging
@@ -662,15 +663,27 @@ class TigaServer:
 
 def create_tiga_server(channel_name: str, ipc_directory: PathLike, on_invoke: Handler,
                        on_error: Optional[ErrorHandler] = None, discovery_interval: float = 1.0,
-                       wait_timeout: float = 1.0, **options: Any) -> TigaServer:
-    """A server, not started yet: call start() or use it as a context manager."""
+                       wait_timeout: float = 1.0, *, scavenge_interval: float = 30.0,
+                       stale_after: float = 300.0, write_timeout: float = 5.0,
+                       spin: float = DEFAULT_SPIN, min_age: Optional[float] = None,
+                       mode: Optional[int] = None) -> TigaServer:
+    """A server, not started yet: call start() or use it as a context manager.
+    The options are TigaServer's (a misspelt one is a TypeError)."""
     return TigaServer(channel_name, ipc_directory, on_invoke, on_error, discovery_interval,
-                      wait_timeout, **options)
+                      wait_timeout, scavenge_interval=scavenge_interval,
+                      stale_after=stale_after, write_timeout=write_timeout, spin=spin,
+                      min_age=min_age, mode=mode)
 
 
 def start_tiga_server(channel_name: str, ipc_directory: PathLike, on_invoke: Handler,
                       on_error: Optional[ErrorHandler] = None, discovery_interval: float = 1.0,
-                      wait_timeout: float = 1.0, **options: Any) -> TigaServer:
-    """A server, started: it serves until close()."""
+                      wait_timeout: float = 1.0, *, scavenge_interval: float = 30.0,
+                      stale_after: float = 300.0, write_timeout: float = 5.0,
+                      spin: float = DEFAULT_SPIN, min_age: Optional[float] = None,
+                      mode: Optional[int] = None) -> TigaServer:
+    """A server, started: it serves until close(). The options are TigaServer's."""
     return create_tiga_server(channel_name, ipc_directory, on_invoke, on_error,
-                              discovery_interval, wait_timeout, **options).start()
+                              discovery_interval, wait_timeout,
+                              scavenge_interval=scavenge_interval, stale_after=stale_after,
+                              write_timeout=write_timeout, spin=spin, min_age=min_age,
+                              mode=mode).start()

@@ -567,6 +567,13 @@ static void test_other_sigbus_is_not_swallowed(void)
             volatile uint8_t *p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
             if (p == MAP_FAILED || ftruncate(fd, 0) != 0)
                 _exit(5);
+            /* The fault below is deliberate, and a sanitizer reports it as a BUS
+             * error before the process dies: that report would only alarm a
+             * reader of a passing log, so the child's stderr goes to /dev/null.
+             * The parent checks how the child ended. */
+            int quiet = open("/dev/null", O_WRONLY);
+            if (quiet >= 0)
+                dup2(quiet, 2);
             own_handler_ran = p[4096];
             _exit(6);
         }
