@@ -158,6 +158,7 @@ int plat_open_rw(const char *path, int *fd)
 
 int plat_allocate(int fd, uint64_t size)
 {
+#if defined(__linux__) || defined(__FreeBSD__)
     int rc;
     do {
         rc = posix_fallocate(fd, 0, (off_t)size);
@@ -165,6 +166,17 @@ int plat_allocate(int fd, uint64_t size)
     if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
         return plat_set_size(fd, size); /* a file system that cannot: sparse then */
     return -rc;
+#else
+    /* no posix_fallocate (macOS): sized, and touched by writing its bytes */
+    int rc = plat_set_size(fd, size);
+    static const uint8_t zero[4096];
+    for (uint64_t off = 0; rc == 0 && off < size; off += sizeof zero) {
+        size_t n = size - off < sizeof zero ? (size_t)(size - off) : sizeof zero;
+        if (pwrite(fd, zero, n, (off_t)off) != (ssize_t)n)
+            rc = -errno;
+    }
+    return rc;
+#endif
 }
 
 void plat_close(int fd)
