@@ -48,9 +48,8 @@ def test_the_version_is_written_once():
     import re
     import subprocess
 
-    from tiga_cffi._tiga import ffi, lib
-
     import tiga_cffi
+    from tiga_cffi._tiga import ffi, lib
 
     text = (ROOT / "csrc" / "include" / "tiga.h").read_text()
     header = re.search(r'#define TIGA_VERSION_STRING "([^"]+)"', text).group(1)
@@ -64,3 +63,24 @@ def test_the_version_is_written_once():
                           capture_output=True, text=True, timeout=60)
     assert make.stdout.strip() == header
     assert "0.1.0" not in (ROOT / "pyproject.toml").read_text()  # no second copy
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    import tiga_cffi
+
+    missing = []
+    for name in tiga_cffi.__all__:
+        obj = getattr(tiga_cffi, name)
+        if inspect.isroutine(obj) or inspect.isclass(obj):
+            if not (obj.__doc__ or "").strip():
+                missing.append(name)
+        if inspect.isclass(obj):
+            for attr, value in vars(obj).items():
+                if attr.startswith("_") or not (inspect.isfunction(value)
+                                                or isinstance(value, property)):
+                    continue
+                if not (value.__doc__ or "").strip():
+                    missing.append(f"{name}.{attr}")
+    assert missing == []

@@ -220,6 +220,8 @@ class _Worker:
                         self.last = max(self.last, rq.last_id)
                 elif rc == lib.TIGA_ETIMEDOUT:
                     self.last = max(self.last, rq.last_id)
+                    if not self._linked():
+                        break  # deleted under us: discovery serves the new files
                 elif rc != lib.TIGA_EINTR:  # EINTR: signal handlers ran, wait again
                     try:
                         check(rc)
@@ -229,6 +231,15 @@ class _Worker:
             except Exception as e:  # noqa: BLE001 - MemoryError and the like: go on
                 self.error("read", e)
                 self.stop.wait(min(wait, 0.1))
+
+    def _linked(self) -> bool:
+        """Whether this worker's files still have their names. A scavenger (ours or a
+        peer's) or a person may delete a client's files while a worker has them open;
+        the client then makes new ones, which this worker would never see."""
+        try:
+            return all(ch.linked() for ch in (self.req, self.resp) if ch is not None)
+        except TigaError:
+            return False
 
     def _serve_decoded(self, rq: Any) -> None:
         """Answer the invoke C found and decoded (the data element still MessagePack).
@@ -642,7 +653,11 @@ class TigaServer:
             # only the listeners again: stopping our worker touched the notify file
             elif not self._idle(cid, files, tracked, stale=False):
                 return  # the client came back; discovery serves it again
-            for f in files:
+            # the request state file (the lock's) goes last: until it is gone, a client
+            # that opens meanwhile waits for this lock and then finds its files deleted;
+            # were it first, a client could make a new one and go on while the others
+            # were still being deleted under it
+            for f in files[1:] + files[:1]:
                 try:
                     os.unlink(f)
                 except FileNotFoundError:
