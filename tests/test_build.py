@@ -84,3 +84,17 @@ def test_every_public_name_has_a_docstring():
                 if not (value.__doc__ or "").strip():
                     missing.append(f"{name}.{attr}")
     assert missing == []
+
+
+def test_the_metadata():
+    """An SPDX licence, the Python versions of the matrix, project URLs."""
+    import importlib.metadata
+
+    meta = importlib.metadata.metadata("tiga-cffi")
+    assert meta.get("License-Expression") == "MIT"
+    classifiers = meta.get_all("Classifier") or []
+    for v in ("3.9", "3.10", "3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {v}" in classifiers
+    assert not [c for c in classifiers if c.startswith("License ::")]  # SPDX replaces them
+    assert meta.get_all("Project-URL")
+    assert meta.get("Requires-Python") == ">=3.9"
