@@ -4,9 +4,9 @@ import msgpack
 from conftest import header_len, logbook
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiga_cffi._tiga import ffi, lib
 
 from tiga_cffi._errors import ChannelCorrupt, check
+from tiga_cffi._tiga import ffi, lib
 
 INSTANCE = b"0c6a8e6e-2b1d-4f7c-9a3b-5d4e3f2a1b0c"
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 from peers import CTX, hold_listener, write_later
-from tiga_cffi._tiga import lib
 
 import tiga_cffi
+from tiga_cffi._tiga import lib
 
 
 def test_wakes_on_a_write_from_another_process(ipc_dir):
