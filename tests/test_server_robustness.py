@@ -5,6 +5,8 @@ the scavenger cannot delete the files of a client that is opening them again."""
 import threading
 import time
 
+import pytest
+
 import tiga_cffi
 from tiga_cffi import NoListenerSlot
 from tiga_cffi.server import TigaServer
@@ -118,3 +120,25 @@ def test_the_scavenger_never_strands_a_client_reopening_its_id(ipc_dir, monkeypa
         assert scavenged > 0  # the scavenger did run between the rounds
     finally:
         srv.close()
+
+
+def test_a_response_too_big_to_write_is_an_error_response_at_once(ipc_dir):
+    """The client learns why at once, instead of waiting out its timeout."""
+    seen = []
+    with tiga_cffi.Channel("big.resp.c", ipc_directory=ipc_dir, capacity=65536):
+        pass  # the response channel exists with a small capacity
+    with tiga_cffi.start_tiga_server("big", ipc_dir, lambda m, d, ctx: "x" * 200_000,
+                                     errors_into(seen), discovery_interval=0.1), \
+            tiga_cffi.Client("big", ipc_directory=ipc_dir, client_id="c", timeout=30) as c:
+        for _ in range(2):  # and again: the server goes on
+            t0 = time.monotonic()
+            with pytest.raises(tiga_cffi.RemoteError) as ei:
+                c.invoke("huge")
+            assert "could not write its response" in str(ei.value)
+            assert "too large" in str(ei.value)
+            assert time.monotonic() - t0 < 10  # not the 30 s timeout
+    assert [stage for stage, _, _ in seen] == ["write", "write"]
+
+
+def test_server_not_ready_is_a_timeout_error():
+    assert issubclass(tiga_cffi.ServerNotReady, TimeoutError)

@@ -65,8 +65,9 @@ class NoListenerSlot(TigaError):
     """All 128 listener slots of a channel are held by live processes."""
 
 
-class ServerNotReady(TigaError):
-    """No server (live listener on the request channel) appeared within the timeout."""
+class ServerNotReady(TigaError, TimeoutError):
+    """No server (live listener on the request channel) appeared, and nothing answered,
+    within the timeout. A TimeoutError too, so ``except TimeoutError`` catches it."""
 
 
 class RemoteError(TigaError):

@@ -328,14 +328,26 @@ class _Worker:
         resp = self.resp
         assert resp is not None
         try:
-            payload = result.encode("utf-8", "surrogatepass")
-            out = self._eid
-            check(resp._handle.call(lib.tiga_response_append, rid.encode("utf-8"), payload,
-                                    len(payload), code, out))
-            if resp is not self.req:
-                self.answered.append((entry_id, out[0], timestamp, time.monotonic_ns()))
+            self._respond(resp, rid, result.encode("utf-8", "surrogatepass"), code, entry_id,
+                          timestamp)
         except TigaError as err:
             self.error("write", err, request_id=rid, method=method)
+            # The client would wait out its whole timeout for an answer that never
+            # comes: tell it why instead, in a response that fits (code -1).
+            why = f"the server could not write its response: {err}"[:1000]
+            try:
+                self._respond(resp, rid, why.encode("utf-8", "replace"), protocol.CODE_ERROR,
+                              entry_id, timestamp)
+            except TigaError as err2:
+                self.error("write", err2, request_id=rid, method=method)
+
+    def _respond(self, resp: Channel, rid: str, payload: bytes, code: int, entry_id: int,
+                 timestamp: int) -> None:
+        out = self._eid
+        check(resp._handle.call(lib.tiga_response_append, rid.encode("utf-8"), payload,
+                                len(payload), code, out))
+        if resp is not self.req:
+            self.answered.append((entry_id, out[0], timestamp, time.monotonic_ns()))
 
     def wake(self) -> None:
         if self.req is not None and not self.req.closed:
