@@ -63,27 +63,32 @@ class OwnedHandle:
         return self._closing
 
     # acquire/release take the lock with plain calls, not `with`: they are on every
-    # hot path (two `with` blocks cost as much again as the C call they guard).
+    # hot path (two `with` blocks cost as much again as the C call they guard). The
+    # try/finally costs nothing (3.11+) or one opcode, and keeps the lock from staying
+    # held when a signal handler raises (Ctrl-C's KeyboardInterrupt) inside the
+    # section: the next close() would wait for it forever.
     def acquire(self) -> Any:
         if self._gen != _generation:
             self._after_fork()
         guard = self._guard
         guard.acquire()
-        if self._closing:
+        try:
+            if self._closing:
+                raise ChannelClosed(f"{self._what} is closed")
+            self._users += 1
+            return self._h
+        finally:
             guard.release()
-            raise ChannelClosed(f"{self._what} is closed")
-        self._users += 1
-        h = self._h
-        guard.release()
-        return h
 
     def release(self) -> None:
         guard = self._guard
         guard.acquire()
-        self._users -= 1
-        if self._closing and self._users == 0:
-            self._free()  # ffi.release: does not raise
-        guard.release()
+        try:
+            self._users -= 1
+            if self._closing and self._users == 0:
+                self._free()  # ffi.release: does not raise
+        finally:
+            guard.release()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(handle, *args) with the handle held open for the duration of the call."""

@@ -34,6 +34,7 @@ from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, state_lock, validate_name
 from .notify import (
     DEFAULT_SPIN,
+    SIGNAL_SLICE_MS,
     NotificationListener,
     _timeout_ms,
     blocking_call,
@@ -166,10 +167,12 @@ class Endpoint:
             self._await_server(timeout)
         lock = self._lock
         lock.acquire()
-        fast = not self._draining and not self._waiting
-        if fast:
-            self._draining = True
-        lock.release()
+        try:  # (a KeyboardInterrupt here must not leave the lock held)
+            fast = not self._draining and not self._waiting
+            if fast:
+                self._draining = True
+        finally:
+            lock.release()
         if not fast:
             resp = self._invoke_shared(method, data, deadline, timeout)
             if self._no_listener:
@@ -181,10 +184,12 @@ class Endpoint:
             code, text = self._invoke_alone(method, packed, deadline, timeout)
         finally:
             lock.acquire()
-            self._draining = False
-            if self._waiting:
-                self._cond.notify_all()
-            lock.release()
+            try:
+                self._draining = False
+                if self._waiting:
+                    self._cond.notify_all()
+            finally:
+                lock.release()
         if self._no_listener:
             self._slotless = True  # answered without a listener: a polling server
         if code < 0:
@@ -214,13 +219,16 @@ class Endpoint:
         mb = method.encode("utf-8")
         start = self._last
         spin = self._listener.spin_us
+        ms = _timeout_ms(deadline)
         rc = req.call_with(lst, lib.tiga_invoke_call, mb, len(mb), packed, len(packed),
-                           self._ack_pending, start, _timeout_ms(deadline), spin, idbuf, eid,
-                           out)
+                           self._ack_pending, start, min(ms, SIGNAL_SLICE_MS), spin, idbuf,
+                           eid, out)
         try:
             if rc:
                 if idbuf[0] == b"\0":
                     check(rc)  # the append failed: nothing was written
+                if rc == lib.TIGA_ETIMEDOUT and ms > SIGNAL_SLICE_MS:
+                    rc = lib.TIGA_EINTR  # only the first slice ended: wait on below
                 if rc == lib.TIGA_ETIMEDOUT:
                     raise self._timeout(timeout)
                 if rc == lib.TIGA_EINTR:  # signal handlers ran; wait for the rest of the time

@@ -31,17 +31,29 @@ def _deadline(timeout: Optional[float]) -> Optional[float]:
     return time.monotonic() + timeout
 
 
+# Longest single C wait. A signal that arrives while the C code is not yet asleep
+# (appending, spinning) does not interrupt the sleep that follows, and Python runs its
+# handler (Ctrl-C's KeyboardInterrupt) only when the C call returns: so no C call
+# sleeps longer than this before Python looks again.
+SIGNAL_SLICE_MS = 200
+
+
 def blocking_call(call: Callable[[int], int], timeout: Optional[float]) -> bool:
-    """Run a C call that blocks for at most the given ms; TIGA_EINTR makes Python run
-    its signal handlers (which may raise) and call again with the time left.
-    Returns True on TIGA_OK, False on TIGA_ETIMEDOUT; raises for anything else."""
+    """Run a C call that blocks for at most the given ms, in slices of at most
+    SIGNAL_SLICE_MS; TIGA_EINTR or a slice's end lets Python run its signal handlers
+    (which may raise) and call again with the time left.
+    Returns True on TIGA_OK, False on TIGA_ETIMEDOUT at the deadline; raises for
+    anything else."""
     deadline = _deadline(timeout)
     while True:
-        rc = call(_timeout_ms(deadline))
+        ms = _timeout_ms(deadline)
+        rc = call(ms if 0 <= ms <= SIGNAL_SLICE_MS else SIGNAL_SLICE_MS)
         if rc == 0:
             return True
         if rc == lib.TIGA_ETIMEDOUT:
-            return False
+            if deadline is not None and ms <= SIGNAL_SLICE_MS:
+                return False
+            continue  # only a slice ended
         if rc != lib.TIGA_EINTR:
             check(rc)
         # PEP 475: handlers ran when the call returned; go on with the time left
