@@ -147,6 +147,13 @@ def encode_message(message: Any, media_type: Optional[str]) -> Tuple[Any, Option
     )
 
 
+def _check_last_id(last_id: Any) -> None:
+    if isinstance(last_id, bool) or not isinstance(last_id, int):
+        raise InvalidType("last_id must be an int")
+    if last_id < 0 or last_id >= 1 << 63:
+        raise InvalidArgument("last_id must be between 0 and 2**63-1")
+
+
 def _seconds_to_ms(value: Optional[float], what: str, default: int) -> int:
     if value is None:
         return default
@@ -416,10 +423,7 @@ class Channel:
     def read(self, last_id: int = 0) -> ReadResult:
         """The entries with id > last_id (verified: never bytes that failed the
         checksum), the logbook's last id, and how many ids were missed."""
-        if isinstance(last_id, bool) or not isinstance(last_id, int):
-            raise InvalidType("last_id must be an int")
-        if last_id < 0 or last_id >= 1 << 63:
-            raise InvalidArgument("last_id must be between 0 and 2**63-1")
+        _check_last_id(last_id)
         out = ffi.new("tiga_read_result **")
         check(self._handle.call(lib.tiga_channel_read, last_id, out))
         res = out[0]
@@ -592,9 +596,6 @@ def tiga_read(name: str, *, ipc_directory: PathLike, last_id: int = 0) -> ReadRe
         ch = _cache.get(key)
     if (ch is None or ch.closed) and not os.path.exists(
             os.path.join(key[0], f"tiga_{name}_state")):
-        if isinstance(last_id, bool) or not isinstance(last_id, int):
-            raise InvalidType("last_id must be an int")
-        if last_id < 0 or last_id >= 1 << 63:
-            raise InvalidArgument("last_id must be between 0 and 2**63-1")
+        _check_last_id(last_id)
         return ReadResult(0, [], 0, 0, last_id > 0)
     return cached_channel(name, ipc_directory).read(last_id)

@@ -48,12 +48,6 @@ READY_CACHE = 1.0  # seconds a seen server listener is trusted without re-checki
 LISTENER_GRACE = 0.075
 
 
-def _linked(ch: Any) -> bool:
-    out = ffi.new("int32_t *")
-    check(lib.tiga_channel_linked(ch, out))
-    return bool(out[0])
-
-
 def request_name(channel_name: str, client_id: str) -> str:
     return f"{channel_name}.req.{client_id}"
 
@@ -95,8 +89,7 @@ class Endpoint:
             try:
                 with state_lock(d, request) as held:
                     if held and self._resp.linked() and self._req.linked() and \
-                            self._listener._raw().call(
-                                lambda lh: _linked(lib.tiga_listener_channel(lh))):
+                            self._listener.linked():
                         break
             except BaseException:
                 self.close()

@@ -119,6 +119,13 @@ class NotificationListener:
     def _raw(self) -> OwnedHandle:
         return self._handle
 
+    def linked(self) -> bool:
+        """Whether the channel's files still have their names (see Channel.linked)."""
+        out = ffi.new("int32_t *")
+        check(self._handle.call(
+            lambda h: lib.tiga_channel_linked(lib.tiga_listener_channel(h), out)))
+        return bool(out[0])
+
     def close(self) -> None:
         """Give the slot back and close the files."""
         self._handle.close()

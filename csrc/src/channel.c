@@ -409,9 +409,7 @@ static int grow_mapping(tiga_channel *ch)
 static void saw_ids(tiga_channel *ch)
 {
     const lb_buf *b = &ch->cache;
-    int64_t top = b->len ? b->h.last_id : 0;
-    if (b->cnt && b->max_id > top)
-        top = b->max_id;
+    int64_t top = b->len ? b->h.last_id : 0; /* no entry's id is above it (validated) */
     if (top < ch->high_id) {
         ch->resets += !ch->below;
         ch->below = true;
@@ -431,13 +429,12 @@ static int data_put(tiga_channel *ch, unsigned idx, uint64_t off, const void *sr
     return plat_map_copy(ch->data[idx] + off, src, n) == 0 ? 0 : faulted(ch, idx, off + n, true);
 }
 
-#define KEPT_FULL_CHECK 4096 /* kept bytes compared in full; above: sampled */
-#define KEPT_PAGE 4096
+#define KEPT_PAGE 4096 /* kept bytes compared in full; above: a sample per page */
 
 /* Does data file idx still hold payload[from..to), which this handle wrote
  * there two versions ago?  Another process may have truncated the file and
  * grown it back (zeros), punched a hole, or written into it without
- * publishing a version.  Up to KEPT_FULL_CHECK bytes (a page) are compared in full;
+ * publishing a version.  Up to KEPT_PAGE bytes are compared in full;
  * above that, the last 8 bytes of every page and the last 64 bytes: any
  * truncation and regrowth changes the last byte (ours is never 0: an entry we
  * write ends with nil 0xc0 or a media type's last character), and any page
@@ -447,15 +444,9 @@ static bool kept_intact(tiga_channel *ch, unsigned idx, const uint8_t *payload, 
                         size_t to)
 {
     uint8_t buf[KEPT_PAGE];
-    if (to - from <= KEPT_FULL_CHECK) {
-        for (size_t off = from; off < to; off += KEPT_PAGE) {
-            size_t n = to - off < KEPT_PAGE ? to - off : KEPT_PAGE;
-            if (plat_map_copy(buf, ch->data[idx] + off, n) != 0 ||
-                memcmp(buf, payload + off, n) != 0)
-                return false;
-        }
-        return true;
-    }
+    if (to - from <= KEPT_PAGE)
+        return plat_map_copy(buf, ch->data[idx] + from, to - from) == 0 &&
+               memcmp(buf, payload + from, to - from) == 0;
     for (size_t page = (from / KEPT_PAGE + 1) * KEPT_PAGE; page <= to; page += KEPT_PAGE) {
         if (plat_map_copy(buf, ch->data[idx] + page - 8, 8) != 0 ||
             memcmp(buf, payload + page - 8, 8) != 0)

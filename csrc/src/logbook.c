@@ -816,12 +816,10 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     if (b->len == 0)
         idx_reset(b);
     b->now_ns = now_ns;
-    /* The new ids: above the log's last_id, above every id in it (a hostile
-     * log may hold ids past its last_id) and above every id this writer has
-     * seen (a peer that reset the log must not make us re-issue ids). */
+    /* The new ids: above the log's last_id (no entry's id is above it: the
+     * payload was validated) and above every id this writer has seen (a peer
+     * that reset the log must not make us re-issue ids). */
     int64_t base = h.last_id;
-    if (b->cnt && b->max_id > base)
-        base = b->max_id;
     if (floor_id > base)
         base = floor_id;
     if (base > INT64_MAX - (int64_t)n)
