@@ -11,11 +11,6 @@ import time
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
 from . import protocol
 from ._errors import ChannelClosed, InvalidArgument, InvalidName, InvalidType, check
 from ._handle import OwnedHandle
@@ -498,39 +493,36 @@ class Channel:
 
 @contextlib.contextmanager
 def state_lock(directory: str, name: str, wait: Optional[float] = None) -> Iterator[bool]:
-    """Hold the lock every append takes (flock on the channel's state file) for a
-    check-then-act that must not interleave with another process's: a scavenger's
-    liveness check and unlink against a client's open and registration. Yields
-    False when the file is missing, or when ``wait`` (seconds) passed without the
-    lock; True while it is held. Without flock (Windows) it yields True."""
-    if fcntl is None:  # pragma: no cover
-        yield True
-        return
-    path = os.path.join(directory, f"tiga_{name}_state")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ELOOP):
+    """Hold the lock every append takes (tiga_lock_open: flock on the channel's
+    state file, LockFileEx on Windows) for a check-then-act that must not
+    interleave with another process's: a scavenger's liveness check and unlink
+    against a client's open and registration. Yields False when the file is
+    missing (or is a link), or when ``wait`` (seconds) passed without the lock;
+    True while it is held. The C wait runs in slices, so Ctrl-C is seen."""
+    d = os.fsencode(directory)
+    n = name.encode()
+    out = ffi.new("tiga_lock **")
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        left = _SLICE if deadline is None else min(_SLICE, max(0.0, deadline - time.monotonic()))
+        rc = lib.tiga_lock_open(d, n, int(left * 1000), out)
+        if rc == 0:
+            break
+        if rc in (-errno.ENOENT, -errno.ELOOP):
             yield False
             return
-        raise
+        if rc != lib.TIGA_ETIMEDOUT:
+            check(rc)
+        if deadline is not None and time.monotonic() >= deadline:
+            yield False
+            return
     try:
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:  # type: ignore[operator]
-                    yield False
-                    return
-                time.sleep(0.001)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield True
     finally:
-        os.close(fd)
+        lib.tiga_lock_close(out[0])
+
+
+_SLICE = 0.2  # longest C wait of state_lock, seconds
 
 
 # -- the module functions reuse open channels

@@ -29,8 +29,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(_WIN32)
-#  define TIGA_API __declspec(dllexport)
+#if defined(_WIN32) && defined(TIGA_BUILD_DLL)
+#  define TIGA_API __declspec(dllexport) /* building libtiga.dll */
+#elif defined(_WIN32)
+#  define TIGA_API /* linked statically, or through the import library */
 #elif defined(__GNUC__)
 #  define TIGA_API __attribute__((visibility("default")))
 #else
@@ -470,12 +472,39 @@ TIGA_API int tiga_request_wait(tiga_listener *l, int64_t after_id, int64_t timeo
 /* Free the storage of *r and zero it.  NULL is a no-op. */
 TIGA_API void tiga_request_clear(tiga_request *r);
 
+/* The name of the Windows named event for listener slot `slot` (0..127) of
+ * the notify file at notify_path, or with slot -1 the `_listener_ready`
+ * event (PROTOCOL section 5): "tiga_wait_handle_file_<16 hex>_slot_<i>",
+ * the hex being wyhash final3 of the path as the peers derive it (the full
+ * path, upper-cased).  Computed on every platform; only Windows has the
+ * events.  TIGA_EINVAL when cap is too small (78 bytes always suffice). */
+TIGA_API int tiga_event_name(const char *notify_path, int32_t slot, char *out, size_t cap);
+
+/* ---------------------------------------------------------------- append lock */
+
+typedef struct tiga_lock tiga_lock;
+
+/* Take the lock every append to channel `name` in `dir` takes (flock on
+ * its state file; on Windows LockFileEx on a byte past its end), waiting up
+ * to timeout_ms (-1: without limit), for a check-then-act that must not
+ * interleave with appends or with another process's check (a scavenger's
+ * liveness check and unlink).  The state file must exist: -ENOENT
+ * otherwise, TIGA_ETIMEDOUT when the wait ran out.  The lock is held by this
+ * object, not by the thread: another tiga_lock_open in the same process
+ * waits for it too. */
+TIGA_API int tiga_lock_open(const char *dir, const char *name, int64_t timeout_ms,
+                            tiga_lock **out);
+
+/* Release and free.  NULL is a no-op. */
+TIGA_API void tiga_lock_close(tiga_lock *lock);
+
 /* ---------------------------------------------------------------- directory watch */
 
 typedef struct tiga_dirwatch tiga_dirwatch;
 
-/* Watch `dir` for files being created or moved in (inotify on Linux; on
- * other systems every wait simply times out).  On success *out owns it. */
+/* Watch `dir` for files being created or moved in (inotify on Linux,
+ * ReadDirectoryChangesW on Windows; on other systems every wait simply
+ * times out).  On success *out owns it. */
 TIGA_API int tiga_dirwatch_open(const char *dir, tiga_dirwatch **out);
 
 /* Wait up to timeout_ms for a change.  TIGA_OK (something appeared; the

@@ -97,7 +97,7 @@ static int open_failed(const char *path, int rc)
  * which are touched through their mappings unguarded: an existing sparse
  * one gets its blocks too).  *size gets its size. */
 static int open_file(const char *base, int which, uint64_t want, bool allocate,
-                     const tiga_channel_options *o, int *fd, uint64_t *size)
+                     const tiga_channel_options *o, plat_fd *fd, uint64_t *size)
 {
     char *path = path_of(base, SUFFIX[which]);
     if (!path)
@@ -176,7 +176,7 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
     tiga_channel *ch = calloc(1, sizeof *ch);
     if (!ch)
         return tiga_fail(TIGA_ENOMEM, "out of memory");
-    ch->fd_state = ch->fd_notify = ch->fd_data[0] = ch->fd_data[1] = ch->fd_lock = -1;
+    ch->fd_state = ch->fd_notify = ch->fd_data[0] = ch->fd_data[1] = ch->fd_lock = PLAT_NO_FD;
     ch->opt = o;
     size_t dl = strlen(dir), nl = strlen(name);
     ch->base = malloc(dl + nl + 7);
@@ -244,6 +244,16 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
         goto fail;
     }
     ch->slots = (tiga_slot *)m;
+    {
+        char *np = path_of(ch->base, SUFFIX[3]);
+        rc = np ? plat_wakeups_open(np, &ch->wakeups) : TIGA_ENOMEM;
+        free(np);
+        if (rc) {
+            tiga_fail(rc, "cannot set up the wake-ups of %s_notify: %s", ch->base,
+                      tiga_strerror(rc));
+            goto fail;
+        }
+    }
     ch->cache.foreign_clocks = true;
     tiga_new_guid(ch->instance);
     *out = ch;
@@ -258,6 +268,7 @@ void tiga_channel_close(tiga_channel *ch)
     if (!ch)
         return;
     plat_unmap((void *)ch->version, TIGA_STATE_SIZE);
+    plat_wakeups_close(ch->wakeups);
     plat_unmap(ch->slots, TIGA_NOTIFY_SIZE);
     plat_unmap(ch->data[0], (size_t)ch->capacity);
     plat_unmap(ch->data[1], (size_t)ch->capacity);
@@ -279,7 +290,7 @@ int tiga_channel_linked(tiga_channel *ch, int32_t *linked)
 {
     if (!ch || !linked)
         return tiga_fail(TIGA_EINVAL, "NULL argument");
-    const int fds[4] = {ch->fd_state, ch->fd_data[0], ch->fd_data[1], ch->fd_notify};
+    const plat_fd fds[4] = {ch->fd_state, ch->fd_data[0], ch->fd_data[1], ch->fd_notify};
     *linked = 1;
     for (unsigned i = 0; i < 4; i++) {
         int rc = plat_file_linked(fds[i]);
@@ -703,11 +714,11 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     plat_mutex_lock(&ch->lock);
     int rc = 0;
     int32_t me = plat_getpid();
-    if (ch->fd_lock < 0 || ch->lock_pid != me) {
+    if (ch->fd_lock == PLAT_NO_FD || ch->lock_pid != me) {
         /* flock belongs to the open file description, which a forked child
          * shares with its parent: each process locks through its own. */
         char *path = path_of(ch->base, SUFFIX[0]);
-        int fd = -1;
+        plat_fd fd = PLAT_NO_FD;
         rc = path ? plat_open_rw(path, &fd) : TIGA_ENOMEM;
         if (rc) {
             plat_mutex_unlock(&ch->lock);
@@ -833,7 +844,7 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     } else {
         rc = data_put(ch, next, 0, payload, len);
     }
-    if (rc == 0 && ch->opt.flush && (rc = plat_datasync(ch->fd_data[next])))
+    if (rc == 0 && ch->opt.flush && (rc = plat_datasync(ch->fd_data[next], ch->data[next], (size_t)ch->capacity)))
         tiga_fail(rc, "cannot flush %s_data_%u: %s", ch->base, next, tiga_strerror(rc));
     if (rc) {
         ch->cache_version = 0;
@@ -855,7 +866,7 @@ out:
     plat_mutex_unlock(&ch->lock);
     free(joined);
     if (rc == 0)
-        tiga_notify_signal(ch->slots, NULL);
+        tiga_notify_signal(ch, NULL);
     return rc;
 }
 
@@ -1034,4 +1045,57 @@ void tiga_new_guid(char out[37])
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     lb_guid_text(b, out);
+}
+
+/* ------------------------------------------------------------ the append lock, held alone */
+
+struct tiga_lock {
+    plat_fd fd;
+};
+
+int tiga_lock_open(const char *dir, const char *name, int64_t timeout_ms, tiga_lock **out)
+{
+    if (!dir || !dir[0] || !name || !out)
+        return tiga_fail(TIGA_EINVAL, "dir, name and out are required");
+    int rc = tiga_validate_name(name, strlen(name));
+    if (rc)
+        return rc;
+    if (timeout_ms > TIGA_MAX_MS)
+        return tiga_fail(TIGA_EINVAL, "timeout_ms is above %lld", (long long)TIGA_MAX_MS);
+    size_t dl = strlen(dir);
+    char *path = malloc(dl + strlen(name) + 16);
+    if (!path)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    sprintf(path, "%s%stiga_%s%s", dir, dir[dl - 1] == '/' ? "" : "/", name, SUFFIX[0]);
+    tiga_lock *l = malloc(sizeof *l);
+    rc = l ? plat_open_rw(path, &l->fd) : TIGA_ENOMEM;
+    if (rc) {
+        rc = l ? open_failed(path, rc) : tiga_fail(rc, "out of memory");
+        free(l);
+        free(path);
+        return rc;
+    }
+    rc = plat_lock_file(l->fd, timeout_ms);
+    if (rc) {
+        plat_close(l->fd);
+        free(l);
+        rc = rc == -ETIMEDOUT
+                 ? tiga_fail(TIGA_ETIMEDOUT, "the lock of %s stayed held for %lld ms", path,
+                             (long long)timeout_ms)
+                 : tiga_fail(rc, "cannot lock %s: %s", path, tiga_strerror(rc));
+        free(path);
+        return rc;
+    }
+    free(path);
+    *out = l;
+    return TIGA_OK;
+}
+
+void tiga_lock_close(tiga_lock *l)
+{
+    if (!l)
+        return;
+    plat_unlock_file(l->fd);
+    plat_close(l->fd);
+    free(l);
 }

@@ -13,11 +13,7 @@
 #include "platform.h"
 
 /* Record the detail of a failure for tiga_last_error() and return status. */
-int tiga_fail(int status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+int tiga_fail(int status, const char *fmt, ...) PLAT_PRINTF(2, 3);
 void tiga_clear_error(void);
 
 /* ---- version word */
@@ -185,7 +181,8 @@ typedef struct tiga_slot {
     _Atomic uint32_t wake;      /* the 'reserved' field: our futex word */
 } tiga_slot;
 
-int tiga_notify_signal(tiga_slot *slots, int32_t *woken);
+struct tiga_channel;
+int tiga_notify_signal(struct tiga_channel *ch, int32_t *woken);
 int tiga_notify_live(tiga_slot *slots, int32_t *live);
 
 /* ---- channel internals shared with notify.c */
@@ -204,13 +201,14 @@ typedef struct ch_pending {
 
 struct tiga_channel {
     char *base;                  /* "<dir>/tiga_<name>" */
-    int fd_state, fd_notify, fd_data[2];
-    int fd_lock;                 /* the state file opened again, for flock */
+    plat_fd fd_state, fd_notify, fd_data[2];
+    plat_fd fd_lock;             /* the state file opened again, for the append lock */
     int32_t lock_pid;            /* the process fd_lock was opened in */
     _Atomic uint64_t *version;   /* mapped state file */
     uint8_t *data[2];            /* mapped data files, capacity bytes each */
     _Atomic int32_t *readers;    /* [2] */
     tiga_slot *slots;            /* mapped notify file */
+    plat_wakeups *wakeups;       /* what signals its slots (named events on Windows) */
     uint64_t capacity;
     tiga_channel_options opt;
     char instance[37];

@@ -4,6 +4,7 @@
  * bits 0..30 count signals, bit 31 says a listener may be asleep on it, so a
  * writer makes the FUTEX_WAKE system call only when someone may sleep. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,8 +90,9 @@ int tiga_notify_live(tiga_slot *slots, int32_t *live)
     return 0;
 }
 
-int tiga_notify_signal(tiga_slot *slots, int32_t *woken)
+int tiga_notify_signal(tiga_channel *ch, int32_t *woken)
 {
+    tiga_slot *slots = ch->slots;
     /* Every slot with a token is signalled, without a liveness test: a wake
      * word of a dead slot costs an increment, and the liveness test (which
      * reads /proc) stays off the write path.  Dead slots are cleared by
@@ -103,8 +105,7 @@ int tiga_notify_signal(tiga_slot *slots, int32_t *woken)
         uint32_t old = atomic_load(w);
         while (!atomic_compare_exchange_weak(w, &old, (old + 1) & COUNT_MASK))
             ;
-        if (old & SLEEPER)
-            plat_wake_word(w);
+        plat_wakeups_wake(ch->wakeups, i, w, (old & SLEEPER) != 0);
         n++;
     }
     if (woken)
@@ -116,7 +117,7 @@ int tiga_channel_signal(tiga_channel *ch, int32_t *woken)
 {
     if (!ch)
         return tiga_fail(TIGA_EINVAL, "NULL channel");
-    return tiga_notify_signal(ch->slots, woken);
+    return tiga_notify_signal(ch, woken);
 }
 
 int tiga_channel_live_listeners(tiga_channel *ch, int32_t *out)
@@ -163,6 +164,18 @@ struct tiga_listener {
     int64_t last_wait_ns; /* how long the previous wait waited for its news */
 };
 
+/* Give our slot back if it is still ours. */
+static void release_slot(tiga_listener *l)
+{
+    tiga_slot *s = &l->ch->slots[l->slot];
+    if (atomic_load(&s->token) == l->token && l->pid == plat_getpid()) {
+        atomic_store(&s->owner_start, 0);
+        atomic_store(&s->owner_pid, 0);
+        int64_t t = l->token;
+        atomic_compare_exchange_strong(&s->token, &t, 0);
+    }
+}
+
 static int take_slot(tiga_listener *l)
 {
     tiga_slot *slots = l->ch->slots;
@@ -179,6 +192,13 @@ static int take_slot(tiga_listener *l)
             atomic_store(&slots[i].owner_pid, l->pid);
             l->slot = i;
             l->seen_wake = atomic_load(&slots[i].wake) & COUNT_MASK;
+            int rc = plat_wakeups_listen(l->ch->wakeups, i);
+            if (rc) {
+                release_slot(l);
+                return tiga_fail(rc, "cannot create the wake-up of slot %d of %s_notify: %s", i,
+                                 l->ch->base, tiga_strerror(rc));
+            }
+            plat_wakeups_ready(l->ch->wakeups, 1);
             return TIGA_OK;
         }
     }
@@ -217,12 +237,12 @@ void tiga_listener_close(tiga_listener *l)
 {
     if (!l)
         return;
-    tiga_slot *s = &l->ch->slots[l->slot];
-    if (atomic_load(&s->token) == l->token && l->pid == plat_getpid()) {
-        atomic_store(&s->owner_start, 0);
-        atomic_store(&s->owner_pid, 0);
-        int64_t t = l->token;
-        atomic_compare_exchange_strong(&s->token, &t, 0);
+    release_slot(l);
+    /* the readiness event says whether a listener is left (PROTOCOL section 5) */
+    if (l->ch->wakeups) { /* (none kept where there is no such event) */
+        int32_t live = 0;
+        tiga_notify_live(l->ch->slots, &live);
+        plat_wakeups_ready(l->ch->wakeups, live > 0);
     }
     tiga_channel_close(l->ch);
     free(l);
@@ -308,7 +328,7 @@ int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us)
          * too; the slice grows while nothing happens. */
         int64_t left_ms = (deadline - now + 999999) / 1000000;
         int64_t slice = l->idle_ms < left_ms ? l->idle_ms : left_ms;
-        int rc = plat_wait_word(&s->wake, w, slice);
+        int rc = plat_wakeups_wait(l->ch->wakeups, l->slot, &s->wake, w, slice);
         if (news(l, s))
             return TIGA_OK;
         if (rc == -EINTR)
@@ -318,10 +338,32 @@ int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us)
     }
 }
 
+/* ------------------------------------------------------------ event names */
+
+int tiga_event_name(const char *notify_path, int32_t slot, char *out, size_t cap)
+{
+    if (!notify_path || !out || slot < -1 || slot >= TIGA_NOTIFY_SLOTS)
+        return tiga_fail(TIGA_EINVAL, "notify_path and out are needed, slot is -1..%d",
+                         TIGA_NOTIFY_SLOTS - 1);
+    char *p = NULL;
+    int rc = plat_event_path(notify_path, &p);
+    if (rc)
+        return tiga_fail(rc, "cannot make %s absolute: %s", notify_path, tiga_strerror(rc));
+    uint64_t h = tiga_wyhash(p, strlen(p), 0);
+    free(p);
+    int n = slot < 0 ? snprintf(out, cap, "tiga_wait_handle_file_%016llx_listener_ready",
+                                (unsigned long long)h)
+                     : snprintf(out, cap, "tiga_wait_handle_file_%016llx_slot_%d",
+                                (unsigned long long)h, (int)slot);
+    if (n < 0 || (size_t)n >= cap)
+        return tiga_fail(TIGA_EINVAL, "an event name needs %d bytes, %zu given", n + 1, cap);
+    return TIGA_OK;
+}
+
 /* ------------------------------------------------------------ directory watch */
 
 struct tiga_dirwatch {
-    int fd;
+    plat_dirwatch *pw;
 };
 
 int tiga_dirwatch_open(const char *dir, tiga_dirwatch **out)
@@ -331,7 +373,7 @@ int tiga_dirwatch_open(const char *dir, tiga_dirwatch **out)
     tiga_dirwatch *w = calloc(1, sizeof *w);
     if (!w)
         return tiga_fail(TIGA_ENOMEM, "out of memory");
-    int rc = plat_dirwatch_open(dir, &w->fd);
+    int rc = plat_dirwatch_open(dir, &w->pw);
     if (rc) {
         free(w);
         return tiga_fail(rc, "cannot watch %s: %s", dir, tiga_strerror(rc));
@@ -344,7 +386,7 @@ int tiga_dirwatch_wait(tiga_dirwatch *w, int64_t timeout_ms)
 {
     if (!w)
         return tiga_fail(TIGA_EINVAL, "NULL watch");
-    int rc = plat_dirwatch_wait(w->fd, timeout_ms);
+    int rc = plat_dirwatch_wait(w->pw, timeout_ms);
     if (rc == 0)
         return TIGA_OK;
     if (rc == -ETIMEDOUT)
@@ -358,6 +400,6 @@ void tiga_dirwatch_close(tiga_dirwatch *w)
 {
     if (!w)
         return;
-    plat_close(w->fd);
+    plat_dirwatch_close(w->pw);
     free(w);
 }

@@ -94,7 +94,7 @@ static int open_flags(const char *path, int flags, unsigned mode)
     return f;
 }
 
-int plat_open_file(const char *path, unsigned mode, int own_only, int *created, int *fd)
+int plat_open_file(const char *path, unsigned mode, int own_only, int *created, plat_fd *fd)
 {
     /* Never through a symbolic link (O_NOFOLLOW: another user's link in a
      * shared directory must not make us write their target), and a new file
@@ -139,7 +139,7 @@ int plat_open_file(const char *path, unsigned mode, int own_only, int *created, 
     return 0;
 }
 
-int plat_file_linked(int fd)
+int plat_file_linked(plat_fd fd)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
@@ -147,7 +147,7 @@ int plat_file_linked(int fd)
     return st.st_nlink > 0;
 }
 
-int plat_open_rw(const char *path, int *fd)
+int plat_open_rw(const char *path, plat_fd *fd)
 {
     int f = open_flags(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
     if (f < 0)
@@ -156,7 +156,7 @@ int plat_open_rw(const char *path, int *fd)
     return 0;
 }
 
-int plat_allocate(int fd, uint64_t size)
+int plat_allocate(plat_fd fd, uint64_t size)
 {
 #if defined(__linux__) || defined(__FreeBSD__)
     int rc;
@@ -179,13 +179,13 @@ int plat_allocate(int fd, uint64_t size)
 #endif
 }
 
-void plat_close(int fd)
+void plat_close(plat_fd fd)
 {
     if (fd >= 0)
         close(fd);
 }
 
-int plat_file_size(int fd, uint64_t *size)
+int plat_file_size(plat_fd fd, uint64_t *size)
 {
     /* lseek, not fstat: asking for the times makes the kernel (multigrain
      * timestamps) give the next write a fine-grained time stamp, which
@@ -198,7 +198,7 @@ int plat_file_size(int fd, uint64_t *size)
     return 0;
 }
 
-int plat_set_size(int fd, uint64_t size)
+int plat_set_size(plat_fd fd, uint64_t size)
 {
     int rc;
     do {
@@ -207,7 +207,7 @@ int plat_set_size(int fd, uint64_t size)
     return rc == 0 ? 0 : -errno;
 }
 
-int plat_map(int fd, size_t size, void **addr)
+int plat_map(plat_fd fd, size_t size, void **addr)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
@@ -324,8 +324,11 @@ int plat_map_copy(void *dst, const void *src, size_t n)
     return 0;
 }
 
-int plat_datasync(int fd)
+int plat_datasync(plat_fd fd, void *addr, size_t size)
 {
+    /* a MAP_SHARED mapping is the page cache: syncing the file covers it */
+    (void)addr;
+    (void)size;
 #if defined(__linux__)
     return fdatasync(fd) == 0 ? 0 : -errno;
 #else
@@ -333,7 +336,7 @@ int plat_datasync(int fd)
 #endif
 }
 
-int plat_lock_file(int fd, int64_t timeout_ms)
+int plat_lock_file(plat_fd fd, int64_t timeout_ms)
 {
     /* flock has no timeout: try without blocking and back off (yield, then
      * sleeps growing to 1 ms) until the deadline. */
@@ -357,10 +360,10 @@ int plat_lock_file(int fd, int64_t timeout_ms)
     }
 }
 
-void plat_unlock_file(int fd) { flock(fd, LOCK_UN); }
+void plat_unlock_file(plat_fd fd) { flock(fd, LOCK_UN); }
 
 #if defined(__linux__)
-int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms)
+static int wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms)
 {
     struct timespec ts, *tsp = NULL;
     if (timeout_ms >= 0) {
@@ -382,13 +385,13 @@ int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms
     return -errno;
 }
 
-void plat_wake_word(_Atomic uint32_t *addr)
+static void wake_word(_Atomic uint32_t *addr)
 {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 #else
 /* No futex: bounded polling of the same word. */
-int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms)
+static int wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms)
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
     int64_t pause_us = 50;
@@ -402,8 +405,68 @@ int plat_wait_word(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ms
     return 0;
 }
 
-void plat_wake_word(_Atomic uint32_t *addr) { (void)addr; }
+static void wake_word(_Atomic uint32_t *addr) { (void)addr; }
 #endif
+
+int plat_event_path(const char *path, char **out)
+{
+    char cwd[PATH_MAX];
+    const char *pre = "";
+    if (path[0] != '/') {
+        if (!getcwd(cwd, sizeof cwd))
+            return -errno;
+        pre = cwd;
+    }
+    size_t a = strlen(pre), b = strlen(path);
+    char *s = malloc(a + b + 2);
+    if (!s)
+        return -ENOMEM;
+    snprintf(s, a + b + 2, "%s%s%s", pre, a ? "/" : "", path);
+    for (char *c = s; *c; c++)
+        if (*c >= 'a' && *c <= 'z')
+            *c = (char)(*c - 'a' + 'A');
+    *out = s;
+    return 0;
+}
+
+/* Nothing to keep per notify file: the word is the whole mechanism. */
+int plat_wakeups_open(const char *notify_path, plat_wakeups **out)
+{
+    (void)notify_path;
+    *out = NULL;
+    return 0;
+}
+
+void plat_wakeups_close(plat_wakeups *w) { (void)w; }
+
+int plat_wakeups_listen(plat_wakeups *w, int slot)
+{
+    (void)w;
+    (void)slot;
+    return 0;
+}
+
+void plat_wakeups_wake(plat_wakeups *w, int slot, _Atomic uint32_t *word, int sleeper)
+{
+    (void)w;
+    (void)slot;
+    if (sleeper)
+        wake_word(word);
+}
+
+int plat_wakeups_wait(plat_wakeups *w, int slot, _Atomic uint32_t *word, uint32_t expected,
+                      int64_t timeout_ms)
+{
+    (void)w;
+    (void)slot;
+    return wait_word(word, expected, timeout_ms);
+}
+
+void plat_wakeups_ready(plat_wakeups *w, int live)
+{
+    (void)w;
+    (void)live;
+}
 
 int64_t plat_now_ns(void)
 {
@@ -557,47 +620,64 @@ void plat_random(void *buf, size_t n)
     }
 }
 
+struct plat_dirwatch {
+    int fd;
+};
+
 #if defined(__linux__)
-int plat_dirwatch_open(const char *dir, int *fd)
+int plat_dirwatch_open(const char *dir, plat_dirwatch **out)
 {
-    int f = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (f < 0)
-        return -errno;
-    if (inotify_add_watch(f, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    plat_dirwatch *w = malloc(sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (w->fd < 0 || inotify_add_watch(w->fd, dir, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
         int e = errno;
-        close(f);
+        if (w->fd >= 0)
+            close(w->fd);
+        free(w);
         return -e;
     }
-    *fd = f;
+    *out = w;
     return 0;
 }
 
-int plat_dirwatch_wait(int fd, int64_t timeout_ms)
+int plat_dirwatch_wait(plat_dirwatch *w, int64_t timeout_ms)
 {
-    struct pollfd p = {fd, POLLIN, 0};
+    struct pollfd p = {w->fd, POLLIN, 0};
     int r = poll(&p, 1, timeout_ms < 0 ? -1 : (timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms));
     if (r < 0)
         return errno == EINTR ? -EINTR : -errno;
     if (r == 0)
         return -ETIMEDOUT;
     char buf[4096];
-    while (read(fd, buf, sizeof buf) > 0)
+    while (read(w->fd, buf, sizeof buf) > 0)
         ;
     return 0;
 }
+
+void plat_dirwatch_close(plat_dirwatch *w)
+{
+    if (w) {
+        close(w->fd);
+        free(w);
+    }
+}
 #else
-int plat_dirwatch_open(const char *dir, int *fd)
+int plat_dirwatch_open(const char *dir, plat_dirwatch **out)
 {
     (void)dir;
-    *fd = -1;
+    *out = NULL;
     return 0;
 }
 
-int plat_dirwatch_wait(int fd, int64_t timeout_ms)
+int plat_dirwatch_wait(plat_dirwatch *w, int64_t timeout_ms)
 {
-    (void)fd;
+    (void)w;
     if (timeout_ms > 0)
         plat_sleep_us(timeout_ms * 1000);
     return -ETIMEDOUT;
 }
+
+void plat_dirwatch_close(plat_dirwatch *w) { (void)w; }
 #endif

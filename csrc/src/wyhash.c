@@ -10,10 +10,28 @@ static const uint64_t S1 = UINT64_C(0xe7037ed1a0b428db);
 static const uint64_t S2 = UINT64_C(0x8ebc6af09c88c6e3);
 static const uint64_t S3 = UINT64_C(0x589965cc75374cc3);
 
+/* The 64x64->128 multiply, folded: the compiler's 128-bit integers where it
+ * has them (gcc, clang, mingw), MSVC's intrinsic on x64, else four 32-bit
+ * products. */
+#if defined(_MSC_VER) && !defined(__clang__) && defined(_M_X64)
+#include <intrin.h>
+#endif
 static inline uint64_t mix(uint64_t x, uint64_t y)
 {
+#if defined(__SIZEOF_INT128__)
     __uint128_t r = (__uint128_t)x * y;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
+#elif defined(_MSC_VER) && defined(_M_X64)
+    uint64_t hi, lo = _umul128(x, y, &hi);
+    return lo ^ hi;
+#else
+    uint64_t xl = (uint32_t)x, xh = x >> 32, yl = (uint32_t)y, yh = y >> 32;
+    uint64_t ll = xl * yl, lh = xl * yh, hl = xh * yl, hh = xh * yh;
+    uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl;
+    uint64_t lo = (mid << 32) | (uint32_t)ll;
+    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    return lo ^ hi;
+#endif
 }
 
 static inline uint64_t r8(const uint8_t *p)

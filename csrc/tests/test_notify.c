@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* Listener slots and wake-ups. */
-#include <signal.h>
-#include <sys/wait.h>
-#include <time.h>
-
 #include "tiga.h"
 #include "check.h"
 
 static int64_t ms_now(void) { return tiga_now_ns() / 1000000; }
+
+static const char *P_notify(const char *dir, const char *name)
+{
+    static char p[512];
+    snprintf(p, sizeof p, "%s/tiga_%s_notify", dir, name);
+    return p;
+}
 
 static void test_register_and_live(void)
 {
@@ -53,26 +56,81 @@ static void test_full_table(void)
     remove_dir(dir);
 }
 
+/* ---- children: the other process of a two-process test */
+
+/* dir: register a listener on "dead" and exit without unregistering */
+static int child_listen_and_exit(int argc, char **argv)
+{
+    tiga_listener *l = NULL;
+    return argc >= 1 && tiga_listener_open(argv[0], "dead", NULL, &l) == TIGA_OK ? 0 : 3;
+}
+
+/* dir name: register a listener on name and sleep until killed */
+static int child_listen_forever(int argc, char **argv)
+{
+    tiga_listener *l = NULL;
+    if (argc < 2 || tiga_listener_open(argv[0], argv[1], NULL, &l) != TIGA_OK)
+        return 3;
+    for (;;)
+        sleep_ms(1000);
+}
+
+/* dir name ms: register a listener on name, hold it ms, unregister, exit */
+static int child_listen_for(int argc, char **argv)
+{
+    tiga_listener *l = NULL;
+    if (argc < 3 || tiga_listener_open(argv[0], argv[1], NULL, &l) != TIGA_OK)
+        return 3;
+    sleep_ms(atoi(argv[2]));
+    tiga_listener_close(l);
+    return 0;
+}
+
+/* dir name ms: open the channel, wait ms, append one entry (which signals) */
+static int child_write_after(int argc, char **argv)
+{
+    tiga_channel *ch = NULL;
+    if (argc < 3 || tiga_channel_open(argv[0], argv[1], NULL, &ch))
+        return 3;
+    sleep_ms(atoi(argv[2]));
+    tiga_message m = {(const uint8_t *)"ping", 4, NULL};
+    int rc = tiga_channel_append(ch, &m, 1, NULL);
+    tiga_channel_close(ch);
+    return rc ? 4 : 0;
+}
+
+/* dir name ms: open the channel (a peer is there), stay ms without writing */
+static int child_open_quietly(int argc, char **argv)
+{
+    tiga_channel *ch = NULL;
+    if (argc < 3 || tiga_channel_open(argv[0], argv[1], NULL, &ch))
+        return 3;
+    sleep_ms(atoi(argv[2]));
+    tiga_channel_close(ch);
+    return 0;
+}
+
+static const test_child children[] = {
+    CHILD(child_listen_and_exit), CHILD(child_listen_forever), CHILD(child_listen_for),
+    CHILD(child_write_after),     CHILD(child_open_quietly),   {NULL, NULL}};
+
+static int live_on(const char *dir, const char *name)
+{
+    tiga_channel *ch = NULL;
+    int32_t live = -1;
+    if (tiga_channel_open(dir, name, NULL, &ch) == TIGA_OK)
+        tiga_channel_live_listeners(ch, &live);
+    tiga_channel_close(ch);
+    return live;
+}
+
 static void test_dead_owner_taken_over(void)
 {
     char *dir = temp_dir();
-    pid_t kid = fork();
-    if (kid == 0) {
-        tiga_listener *l = NULL;
-        if (tiga_listener_open(dir, "dead", NULL, &l))
-            _exit(3);
-        _exit(0); /* dies holding the slot */
-    }
-    int st;
-    waitpid(kid, &st, 0);
-    tiga_channel *ch = NULL;
-    CHECK_RC(tiga_channel_open(dir, "dead", NULL, &ch), TIGA_OK);
-    int32_t live = -1;
-    CHECK_RC(tiga_channel_live_listeners(ch, &live), TIGA_OK);
-    CHECK(live == 0);
-    tiga_channel_close(ch);
+    CHECK(wait_child(spawn_child("child_listen_and_exit", dir, NULL, NULL, NULL)) == 0);
+    CHECK(live_on(dir, "dead") == 0);
     /* liveness: our pid with another start time is dead */
-    int32_t me = (int32_t)getpid();
+    int32_t me = test_pid();
     int64_t start = tiga_process_start_ticks(me);
     CHECK(start > 0);
     CHECK(tiga_process_alive(me, start) == 1);
@@ -81,29 +139,148 @@ static void test_dead_owner_taken_over(void)
     remove_dir(dir);
 }
 
+/* A process killed while it holds a slot (SIGKILL, TerminateProcess: nothing
+ * of it unregisters): its slot counts as dead and a new listener takes it. */
+static void test_killed_owner_taken_over(void)
+{
+    char *dir = temp_dir();
+    test_proc kid = spawn_child("child_listen_forever", dir, "killed", NULL, NULL);
+    int live = 0;
+    for (int i = 0; i < 1000 && (live = live_on(dir, "killed")) != 1; i++)
+        sleep_ms(10);
+    CHECK(live == 1);
+    /* its slot is taken: ours is another one */
+    tiga_listener *l = NULL;
+    CHECK_RC(tiga_listener_open(dir, "killed", NULL, &l), TIGA_OK);
+    int32_t mine = l ? tiga_listener_slot(l) : -1;
+    CHECK(mine != 0);
+    tiga_listener_close(l);
+    kill_child(kid);
+    CHECK(wait_child(kid) != 0);
+    CHECK(live_on(dir, "killed") == 0);
+    l = NULL;
+    CHECK_RC(tiga_listener_open(dir, "killed", NULL, &l), TIGA_OK);
+    CHECK(l && tiga_listener_slot(l) == 0); /* the dead one's slot */
+    tiga_listener_close(l);
+    remove_dir(dir);
+}
+
 static void test_wake_across_processes(void)
 {
     char *dir = temp_dir();
     tiga_listener *l = NULL;
     CHECK_RC(tiga_listener_open(dir, "w", NULL, &l), TIGA_OK);
-    pid_t kid = fork();
-    if (kid == 0) {
-        tiga_channel *ch = NULL;
-        if (tiga_channel_open(dir, "w", NULL, &ch))
-            _exit(3);
-        struct timespec ts = {0, 50 * 1000000};
-        nanosleep(&ts, NULL);
-        tiga_message m = {(const uint8_t *)"ping", 4, NULL};
-        _exit(tiga_channel_append(ch, &m, 1, NULL) ? 4 : 0);
-    }
+    test_proc kid = spawn_child("child_write_after", dir, "w", "50", NULL);
     int64_t t0 = ms_now();
     CHECK_RC(tiga_listener_wait(l, 5000, 0), TIGA_OK);
-    int64_t waited = ms_now() - t0;
-    CHECK(waited < 2000);
-    int st;
-    waitpid(kid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(ms_now() - t0 < 2000);
+    CHECK(wait_child(kid) == 0);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read(tiga_listener_channel(l), 0, &r), TIGA_OK);
+    CHECK(r && r->count == 1);
+    tiga_read_result_free(r);
     tiga_listener_close(l);
+    remove_dir(dir);
+}
+
+/* Another process has the channel open but writes nothing: no wake-up. */
+static void test_no_wake_without_a_write(void)
+{
+    char *dir = temp_dir();
+    tiga_listener *l = NULL;
+    CHECK_RC(tiga_listener_open(dir, "q", NULL, &l), TIGA_OK);
+    test_proc kid = spawn_child("child_open_quietly", dir, "q", "600", NULL);
+    int64_t t0 = ms_now();
+    CHECK_RC(tiga_listener_wait(l, 300, 0), TIGA_ETIMEDOUT);
+    CHECK(ms_now() - t0 >= 290);
+    CHECK(wait_child(kid) == 0);
+    tiga_listener_close(l);
+    remove_dir(dir);
+}
+
+/* PROTOCOL section 5's worked example, and the names our code derives. */
+static void test_event_names(void)
+{
+    const char *example = "C:\\TIGA-IPC\\TIGA_SAMPLE.REQ.CLIENT-A_NOTIFY";
+    CHECK(tiga_wyhash(example, strlen(example), 0) == UINT64_C(0x7c4a6c21e9934343));
+    char name[96];
+#if TEST_WINDOWS
+    /* from a path as a user writes it: lower case, forward slashes, a `..` */
+    CHECK_RC(tiga_event_name("c:/tiga-ipc/x/../tiga_sample.req.client-a_notify", 3, name,
+                             sizeof name), TIGA_OK);
+    CHECK(strcmp(name, "tiga_wait_handle_file_7c4a6c21e9934343_slot_3") == 0);
+    CHECK_RC(tiga_event_name("C:\\TIGA-IPC\\TIGA_SAMPLE.REQ.CLIENT-A_NOTIFY", -1, name,
+                             sizeof name), TIGA_OK);
+    CHECK(strcmp(name, "tiga_wait_handle_file_7c4a6c21e9934343_listener_ready") == 0);
+#else
+    CHECK_RC(tiga_event_name("/tmp/tiga_x_notify", 127, name, sizeof name), TIGA_OK);
+    char want[96];
+    snprintf(want, sizeof want, "tiga_wait_handle_file_%016llx_slot_127",
+             (unsigned long long)tiga_wyhash("/TMP/TIGA_X_NOTIFY", 18, 0));
+    CHECK(strcmp(name, want) == 0);
+#endif
+    CHECK_RC(tiga_event_name("/tmp/tiga_x_notify", 128, name, sizeof name), TIGA_EINVAL);
+    CHECK_RC(tiga_event_name("/tmp/tiga_x_notify", 0, name, 20), TIGA_EINVAL);
+}
+
+/* Windows: the peers' named events themselves.  A listener's slot event
+ * exists under the section 5 name, a write in another process sets it, and
+ * nothing else does; `_listener_ready` is set while a listener is
+ * registered (by another process) and reset when the last one leaves. */
+static void test_named_events(void)
+{
+#if TEST_WINDOWS
+    char *dir = temp_dir();
+    char np[400], name[96];
+    snprintf(np, sizeof np, "%s/tiga_ev_notify", dir);
+    tiga_listener *l = NULL;
+    CHECK_RC(tiga_listener_open(dir, "ev", NULL, &l), TIGA_OK);
+    CHECK_RC(tiga_event_name(np, tiga_listener_slot(l), name, sizeof name), TIGA_OK);
+    HANDLE ev = OpenEventA(SYNCHRONIZE | EVENT_MODIFY_STATE, FALSE, name);
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK(WaitForSingleObject(ev, 200) == WAIT_TIMEOUT);
+        test_proc kid = spawn_child("child_write_after", dir, "ev", "50", NULL);
+        CHECK(WaitForSingleObject(ev, 10000) == WAIT_OBJECT_0);
+        CHECK(wait_child(kid) == 0);
+        CHECK(WaitForSingleObject(ev, 100) == WAIT_TIMEOUT); /* auto-reset, set once */
+        CloseHandle(ev);
+    }
+    tiga_listener_close(l);
+
+    CHECK_RC(tiga_event_name(np, -1, name, sizeof name), TIGA_OK);
+    HANDLE ready = CreateEventA(NULL, TRUE, FALSE, name); /* as the Node addon opens it */
+    CHECK(ready != NULL);
+    if (ready) {
+        ResetEvent(ready);
+        test_proc kid = spawn_child("child_listen_for", dir, "ev", "1500", NULL);
+        CHECK(WaitForSingleObject(ready, 10000) == WAIT_OBJECT_0);
+        CHECK(live_on(dir, "ev") == 1);
+        CHECK(wait_child(kid) == 0);
+        CHECK(WaitForSingleObject(ready, 0) == WAIT_TIMEOUT); /* reset: no listener left */
+        CloseHandle(ready);
+    }
+    remove_dir(dir);
+#else
+    SKIP("named events exist only on Windows (the futex words are tested above)");
+#endif
+}
+
+/* Server discovery: a client's new request channel in the directory wakes a
+ * directory watch; nothing happening does not. */
+static void test_dirwatch_sees_a_new_channel(void)
+{
+    char *dir = temp_dir();
+    tiga_dirwatch *w = NULL;
+    CHECK_RC(tiga_dirwatch_open(dir, &w), TIGA_OK);
+    CHECK_RC(tiga_dirwatch_wait(w, 200), TIGA_ETIMEDOUT);
+    test_proc kid = spawn_child("child_open_quietly", dir, "svc.req.k", "0", NULL);
+    int64_t t0 = ms_now();
+    CHECK_RC(tiga_dirwatch_wait(w, 10000), TIGA_OK);
+    CHECK(ms_now() - t0 < 5000);
+    CHECK(wait_child(kid) == 0);
+    CHECK(file_size(P_notify(dir, "svc.req.k")) == 128 * 24);
+    tiga_dirwatch_close(w);
     remove_dir(dir);
 }
 
@@ -122,15 +299,15 @@ static void test_hostile_numbers(void)
     const int64_t starts[] = {INT64_MIN, INT64_MAX, -1, 1};
     for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
         FILE *f = fopen(p, "r+b");
-        int64_t slot[2] = {((int64_t)getpid() << 32) | 1, starts[i]};
-        int32_t pid[2] = {(int32_t)getpid(), 0};
+        int64_t slot[2] = {((int64_t)test_pid() << 32) | 1, starts[i]};
+        int32_t pid[2] = {test_pid(), 0};
         CHECK(f && fwrite(slot, 8, 2, f) == 2 && fwrite(pid, 4, 2, f) == 2);
         fclose(f);
         int32_t live = -1;
         CHECK_RC(tiga_channel_live_listeners(ch, &live), TIGA_OK);
         CHECK(live == 0 || live == 1);
-        CHECK(tiga_process_alive(getpid(), starts[i]) == 0 || starts[i] == 1 ||
-              tiga_process_alive(getpid(), starts[i]) == 1);
+        CHECK(tiga_process_alive(test_pid(), starts[i]) == 0 || starts[i] == 1 ||
+              tiga_process_alive(test_pid(), starts[i]) == 1);
     }
     snprintf(p, sizeof p, "%s/tiga_h_state", dir);
     tiga_message m = {(const uint8_t *)"x", 1, NULL};
@@ -148,5 +325,8 @@ static void test_hostile_numbers(void)
     remove_dir(dir);
 }
 
-TEST_MAIN(T(test_register_and_live), T(test_hostile_numbers), T(test_full_table), T(test_dead_owner_taken_over),
-          T(test_wake_across_processes))
+TEST_MAIN_CHILDREN(children, T(test_register_and_live), T(test_hostile_numbers),
+                   T(test_full_table), T(test_dead_owner_taken_over),
+                   T(test_killed_owner_taken_over), T(test_wake_across_processes),
+                   T(test_no_wake_without_a_write), T(test_event_names), T(test_named_events),
+                   T(test_dirwatch_sees_a_new_channel))

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Invoke and response envelopes in C: what a server's request scan decodes,
  * skips and hands back, and the client's response lookup. */
-#include <sys/wait.h>
 
 #include "tiga.h"
 #include "check.h"
@@ -137,9 +136,46 @@ static void test_response_find(void)
     remove_dir(dir);
 }
 
+/* dir: a server that answers two invokes with the method's name */
+static int child_server(int argc, char **argv)
+{
+    if (argc < 1)
+        return 2;
+    const char *dir = argv[0];
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.capacity = 4096;
+    tiga_listener *sl = NULL;
+    tiga_channel *resp = NULL;
+    if (tiga_listener_open(dir, "s.req.k", &o, &sl) ||
+        tiga_channel_open(dir, "s.resp.k", &o, &resp))
+        return 3;
+    tiga_request rq;
+    memset(&rq, 0, sizeof rq);
+    int64_t last = 0;
+    for (int answered = 0; answered < 2;) {
+        if (tiga_request_wait(sl, last, 5000, 0, &rq) == TIGA_ETIMEDOUT)
+            return 4;
+        if (rq.status != TIGA_REQUEST_INVOKE) {
+            last = rq.last_id > last ? rq.last_id : last;
+            continue;
+        }
+        last = rq.entry_id;
+        if (tiga_response_append(resp, rq.id, rq.method, rq.method_len, 0, NULL))
+            return 5;
+        answered++;
+    }
+    tiga_request_clear(&rq);
+    tiga_channel_close(resp);
+    tiga_listener_close(sl);
+    return 0;
+}
+
+static const test_child children[] = {CHILD(child_server), {NULL, NULL}};
+
 static void test_invoke_call(void)
 {
-    /* a whole round trip: a forked server answers with the method's name */
+    /* a whole round trip: a server in another process answers with the method's name */
     char *dir = temp_dir();
     tiga_channel_options o;
     tiga_channel_options_init(&o);
@@ -148,33 +184,7 @@ static void test_invoke_call(void)
     tiga_listener *l = NULL;
     CHECK_RC(tiga_channel_open(dir, "s.req.k", &o, &req), TIGA_OK);
     CHECK_RC(tiga_listener_open(dir, "s.resp.k", &o, &l), TIGA_OK);
-    pid_t kid = fork();
-    if (kid == 0) {
-        tiga_listener *sl = NULL;
-        tiga_channel *resp = NULL;
-        if (tiga_listener_open(dir, "s.req.k", &o, &sl) ||
-            tiga_channel_open(dir, "s.resp.k", &o, &resp))
-            _exit(3);
-        tiga_request rq;
-        memset(&rq, 0, sizeof rq);
-        int64_t last = 0;
-        for (int answered = 0; answered < 2;) {
-            if (tiga_request_wait(sl, last, 5000, 0, &rq) == TIGA_ETIMEDOUT)
-                _exit(4);
-            if (rq.status != TIGA_REQUEST_INVOKE) {
-                last = rq.last_id > last ? rq.last_id : last;
-                continue;
-            }
-            last = rq.entry_id;
-            if (tiga_response_append(resp, rq.id, rq.method, rq.method_len, 0, NULL))
-                _exit(5);
-            answered++;
-        }
-        tiga_request_clear(&rq);
-        tiga_channel_close(resp);
-        tiga_listener_close(sl);
-        _exit(0);
-    }
+    test_proc kid = spawn_child("child_server", dir, NULL, NULL, NULL);
     char id[37];
     int64_t eid = 0, after = 0;
     tiga_response out;
@@ -190,9 +200,7 @@ static void test_invoke_call(void)
         after = out.last_id;
         tiga_response_clear(&out);
     }
-    int st = 0;
-    waitpid(kid, &st, 0);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(wait_child(kid) == 0);
     /* the ack given with the second call let its append drop the first request */
     tiga_channel_info info;
     CHECK_RC(tiga_channel_info_get(req, &info), TIGA_OK);
@@ -214,5 +222,5 @@ static void test_invoke_call(void)
     remove_dir(dir);
 }
 
-TEST_MAIN(T(test_request_scan), T(test_request_wait), T(test_response_find),
+TEST_MAIN_CHILDREN(children, T(test_request_scan), T(test_request_wait), T(test_response_find),
           T(test_invoke_call))
