@@ -106,10 +106,10 @@ def soak_reader(ipc_dir, name, log_path):
 
 
 def soak_lock_holder(ipc_dir, name, ready):
-    """Take the append lock (flock on the state file) and hold it until killed."""
-    import fcntl
+    """Take the append lock (the lock every append takes) and hold it until killed."""
+    from tiga_cffi.channel import state_lock
 
-    fd = os.open(os.path.join(ipc_dir, f"tiga_{name}_state"), os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    ready.set()
-    time.sleep(3600)
+    with state_lock(ipc_dir, name) as held:
+        assert held
+        ready.set()
+        time.sleep(3600)

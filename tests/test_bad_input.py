@@ -9,6 +9,7 @@ import threading
 import msgpack
 import pytest
 from conftest import channel_files, install_payload, make_version, snapshot
+from platforms import WINDOWS, posix_only
 
 import tiga_cffi
 from tiga_cffi import (
@@ -43,6 +44,10 @@ def test_bad_names(ipc_dir, chan, name):
         tiga_cffi.tiga_read(name, ipc_directory=ipc_dir)
     assert snapshot(ipc_dir) == before
     assert not (ipc_dir.parent / "tiga_x_state").exists()
+
+
+SHRINKS = posix_only("Windows refuses to shorten a file that has a view (see "
+                     "test_windows_refuses_to_shorten_a_mapped_data_file)")
 
 
 def test_longest_name_is_fine(ipc_dir):
@@ -200,6 +205,7 @@ def test_wrong_checksum(ipc_dir, chan):
     assert snapshot(ipc_dir) == before
 
 
+@SHRINKS
 def test_data_file_shrunk(ipc_dir, chan):
     v = chan.version
     active = channel_files(ipc_dir, "victim")[1 + (v & 1)]
@@ -293,6 +299,7 @@ def _truncate_and_read(ipc_dir, reader, name):
     assert snapshot(ipc_dir) == before
 
 
+@SHRINKS
 def test_data_file_truncated_under_the_mapping(ipc_dir):
     """Data files are read through mappings: a file cut below the mapped pages
     makes the read fault, and the fault becomes ChannelTruncated, in any thread."""
@@ -302,6 +309,30 @@ def test_data_file_truncated_under_the_mapping(ipc_dir):
         _truncate_and_read(ipc_dir, r, "cut")
 
 
+@pytest.mark.skipif(not WINDOWS, reason="Windows only: POSIX lets a mapped file shrink")
+def test_windows_refuses_to_shorten_a_mapped_data_file(ipc_dir):
+    """What the SIGBUS guard is for cannot happen on Windows: a data file that a
+    channel has a view of cannot be made shorter (ERROR_USER_MAPPED_FILE), by a
+    peer or anyone, so reads go on with every byte; growing it is allowed."""
+    with tiga_cffi.Channel("cut", ipc_directory=ipc_dir) as w, \
+            tiga_cffi.Channel("cut", ipc_directory=ipc_dir) as r:
+        w.write(b"m" * 50000)
+        path = ipc_dir / f"tiga_cut_data_{r.version & 1}"
+        with pytest.raises(OSError):
+            with open(path, "r+b") as f:
+                f.truncate(0)
+        try:
+            os.truncate(path, 0)  # (wine: ignored without an error)
+        except OSError:
+            pass
+        assert path.stat().st_size == 1 << 20
+        assert [len(e.message) for e in r.read().entries] == [50000]
+        os.truncate(path, 2 << 20)  # a peer growing a file is fine
+        w.write(b"n")
+        assert [len(e.message) for e in r.read().entries] == [50000, 1]
+
+
+@SHRINKS
 def test_truncation_fault_with_faulthandler_installed_later(tmp_path):
     """faulthandler enabled after a channel opened sits in front of the
     channel's handler: it reports the fault, hands it on, and the read still

@@ -1,6 +1,7 @@
 """The binding is generated from the public header, not a second copy."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,9 +60,10 @@ def test_the_version_is_written_once():
     assert tiga_cffi.__version__ == header
     assert ffi.string(lib.tiga_version()).decode() == header
     assert importlib.metadata.version("tiga-cffi") == header
-    make = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "print-version"],
-                          capture_output=True, text=True, timeout=60)
-    assert make.stdout.strip() == header
+    if sys.platform != "win32":  # (no make on Windows)
+        make = subprocess.run(["make", "-s", "-C", str(ROOT / "csrc"), "print-version"],
+                              capture_output=True, text=True, timeout=60)
+        assert make.stdout.strip() == header
     assert "0.1.0" not in (ROOT / "pyproject.toml").read_text()  # no second copy
 
 

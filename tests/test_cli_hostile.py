@@ -12,6 +12,7 @@ from pathlib import Path
 import msgpack
 import pytest
 from conftest import install_payload
+from platforms import posix_only
 from test_cli import tiga_exe
 
 import tiga_cffi
@@ -40,6 +41,7 @@ def clean_env(tmp):
     return env
 
 
+@posix_only("uids and mode bits")
 def test_the_default_directory_is_created_private(shared_tmp):
     old = os.umask(0)
     try:
@@ -52,6 +54,7 @@ def test_the_default_directory_is_created_private(shared_tmp):
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in d.iterdir())
 
 
+@posix_only("$XDG_RUNTIME_DIR")
 def test_xdg_runtime_dir_is_preferred(shared_tmp):
     runtime = shared_tmp / "run"
     runtime.mkdir(mode=0o700)
@@ -60,6 +63,7 @@ def test_xdg_runtime_dir_is_preferred(shared_tmp):
     assert (runtime / "tiga-ipc" / "tiga_news_state").exists()
 
 
+@posix_only("uids and mode bits")
 @pytest.mark.parametrize("how", ["world-writable", "symlink"])
 def test_a_default_directory_someone_else_prepared_is_refused(shared_tmp, how, tmp_path):
     d = shared_tmp / f"tiga-ipc-{os.getuid()}"
@@ -92,6 +96,7 @@ def _user(name):
     return pwd.getpwnam(name).pw_uid, True
 
 
+@posix_only("a second user (useradd)")
 def test_two_users_a_planted_link_cannot_overwrite_the_victims_file(shared_tmp, tmp_path):
     """Another local user pre-creates the victim's default directory (mode 0777) with
     tiga_news_data_0 linked to the victim's ~/.bashrc; the victim runs
@@ -134,6 +139,7 @@ def test_two_users_a_planted_link_cannot_overwrite_the_victims_file(shared_tmp, 
             subprocess.run(["userdel", "tiga-attacker"], capture_output=True)
 
 
+@posix_only("mode bits")
 def test_mode_option_shares_with_a_group(ipc_dir):
     d = ipc_dir / "grp"
     p = tiga("--dir", str(d), "--mode", "660", "write", "news", "x")
@@ -162,6 +168,7 @@ def test_read_and_tail_a_publish_with_binary_map_keys(ipc_dir):
     assert p.returncode == 0 and "AAE=" in p.stdout, p.stderr
 
 
+@posix_only("file names that are not Unicode")
 def test_ls_with_a_file_name_that_is_not_utf8(ipc_dir):
     tiga_cffi.tiga_write("good", b"x", ipc_directory=ipc_dir)
     with open(os.path.join(os.fsencode(ipc_dir), b"tiga_bad\xff_state"), "wb") as f:

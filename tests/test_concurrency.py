@@ -6,6 +6,8 @@ import os
 import threading
 import time
 
+from platforms import needs_fork
+
 import tiga_cffi
 
 PROCS, THREADS, PER_THREAD = 4, 4, 500
@@ -136,6 +138,7 @@ def _write_in_child(ch, lst, q):
         q.put(("error", repr(e)))
 
 
+@needs_fork("handles followed into a forked child")
 def test_objects_follow_a_fork_even_mid_call(ipc_dir):
     """A Channel a parent thread is inside (holding its lock, waiting for the file
     lock) when the process forks: the child's first use opens a fresh handle instead

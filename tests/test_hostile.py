@@ -13,6 +13,7 @@ import tempfile
 import msgpack
 import pytest
 from conftest import channel_files, install_payload, snapshot
+from platforms import not_under_wine, posix_only
 
 import tiga_cffi
 from tiga_cffi import ChannelCorrupt, InvalidArgument, TigaOSError
@@ -108,6 +109,7 @@ def test_hostile_owner_start_in_a_slot(ipc_dir, start):
 
 # -- 4. huge files
 
+@posix_only("an address-space limit (resource.RLIMIT_AS)")
 def test_a_huge_sparse_data_file_costs_no_memory(ipc_dir):
     with tiga_cffi.Channel("huge", ipc_directory=ipc_dir) as ch:
         ch.write(b"small")
@@ -173,6 +175,7 @@ def full_fs():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@posix_only("a small tmpfs, mounted as root")
 def test_a_full_disk_is_enospc_not_sigbus(full_fs):
     code = (
         "import errno, sys, tiga_cffi\n"
@@ -215,6 +218,7 @@ def test_a_full_disk_is_enospc_not_sigbus(full_fs):
 
 # -- 5., 6. links, owners, modes
 
+@not_under_wine("wine follows the links it makes, whatever FILE_FLAG_OPEN_REPARSE_POINT says")
 def test_a_channel_file_that_is_a_symlink_is_refused(ipc_dir, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")
@@ -229,12 +233,14 @@ def test_a_channel_file_that_is_a_symlink_is_refused(ipc_dir, tmp_path):
     assert victim.read_bytes() == b"precious"
 
 
+@posix_only("FIFOs")
 def test_a_channel_file_that_is_not_a_regular_file_is_refused(ipc_dir):
     os.mkfifo(ipc_dir / "tiga_fifo_state")
     with pytest.raises(TigaOSError, match="not a regular file"):
         tiga_cffi.Channel("fifo", ipc_directory=ipc_dir)
 
 
+@posix_only("mode bits and the umask (Windows: the directory's inherited ACL)")
 def test_files_and_directories_are_private_whatever_the_umask(tmp_path):
     old = os.umask(0)
     try:
@@ -260,6 +266,7 @@ def test_bad_modes(tmp_path, mode):
         tiga_cffi.Channel("m", ipc_directory=tmp_path, mode=mode)
 
 
+@posix_only("chown to another uid")
 def test_private_refuses_another_owners_file(ipc_dir):
     if os.geteuid() != 0:
         pytest.skip("chown to another user needs root")

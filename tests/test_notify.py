@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import signal
 import struct
 import time
 
@@ -95,7 +94,7 @@ def test_dead_owner_slot_is_taken_over(ipc_dir):
     assert ready.wait(30)
     with pytest.raises(tiga_cffi.NoListenerSlot):
         tiga_cffi.create_tiga_notification_listener("take", ipc_directory=ipc_dir)
-    os.kill(p.pid, signal.SIGKILL)
+    p.kill()  # SIGKILL; TerminateProcess on Windows
     p.join(10)
     lst = tiga_cffi.create_tiga_notification_listener("take", ipc_directory=ipc_dir)
     assert lst.slot not in {h.slot for h in held}

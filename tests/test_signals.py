@@ -5,11 +5,15 @@ import threading
 import time
 
 import pytest
+from platforms import posix_only
 
 import tiga_cffi
 
 pytestmark = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="needs the main thread")
+
+
+pytestmark = posix_only("setitimer and signal handlers interrupting a wait")
 
 
 def test_benign_handler_keeps_the_deadline(ipc_dir):

@@ -1,6 +1,5 @@
 """The speed features keep their promises: ack-trim, batches, backpressure, missed."""
 
-import fcntl
 import struct
 import threading
 import time
@@ -10,6 +9,7 @@ import pytest
 
 import tiga_cffi
 from tiga_cffi import protocol
+from tiga_cffi.channel import state_lock
 
 
 def slot_wake(ipc_dir, name, slot):
@@ -53,8 +53,8 @@ def _writes_while_locked(ipc_dir, ch, name, messages):
         except tiga_cffi.TigaError as e:
             results[i] = e
 
-    with open(ipc_dir / f"tiga_{name}_state", "r+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with state_lock(str(ipc_dir), name) as held:
+        assert held
         threads = [threading.Thread(target=write, args=(i,)) for i in range(len(messages))]
         for t in threads:
             t.start()
@@ -62,7 +62,6 @@ def _writes_while_locked(ipc_dir, ch, name, messages):
         while ch.pending_writes() < len(messages) and time.monotonic() < deadline:
             time.sleep(0.001)
         assert ch.pending_writes() == len(messages)
-        fcntl.flock(f, fcntl.LOCK_UN)
     for t in threads:
         t.join(10)
     assert ch.pending_writes() == 0

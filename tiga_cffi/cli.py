@@ -48,9 +48,10 @@ class UserError(Exception):
 def default_directory() -> str:
     """The per-user directory used without --dir and $TIGA_IPC_DIR:
     ``$XDG_RUNTIME_DIR/tiga-ipc`` when that is set (a private, per-user tmpfs), else
-    ``<temp dir>/tiga-ipc-<uid>``. It must be private: see private_directory()."""
+    ``<temp dir>/tiga-ipc-<uid>`` (on Windows ``%TEMP%\\tiga-ipc-<user>``, the temp
+    directory being in the user's own profile). It must be private: see private_directory()."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime):
+    if runtime and os.path.isabs(runtime) and os.name != "nt":
         return os.path.join(runtime, "tiga-ipc")
     try:
         user = str(os.getuid())
@@ -75,6 +76,8 @@ def private_directory(d: str) -> str:
         why = "it is a symbolic link"
     elif not stat.S_ISDIR(st.st_mode):
         why = "it is not a directory"
+    elif os.name == "nt":
+        pass  # no mode bits or uids: the profile's own temp directory is the user's
     elif hasattr(os, "geteuid") and st.st_uid != os.geteuid():
         why = f"it belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})"
     elif st.st_mode & 0o022:

@@ -293,7 +293,11 @@ int tiga_channel_linked(tiga_channel *ch, int32_t *linked)
     const plat_fd fds[4] = {ch->fd_state, ch->fd_data[0], ch->fd_data[1], ch->fd_notify};
     *linked = 1;
     for (unsigned i = 0; i < 4; i++) {
-        int rc = plat_file_linked(fds[i]);
+        char *path = path_of(ch->base, SUFFIX[i]);
+        if (!path)
+            return tiga_fail(TIGA_ENOMEM, "out of memory");
+        int rc = plat_file_linked(fds[i], path);
+        free(path);
         if (rc < 0)
             return tiga_fail(rc, "cannot stat %s%s: %s", ch->base, SUFFIX[i], tiga_strerror(rc));
         if (rc == 0)

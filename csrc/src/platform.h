@@ -61,9 +61,10 @@ int plat_mkdirs(const char *path, unsigned mode);
  * (exclusively, with `mode` whatever the umask) when missing.  *created says
  * which.  own_only: refuse a file another user owns. */
 int plat_open_file(const char *path, unsigned mode, int own_only, int *created, plat_fd *fd);
-/* 1 if the open file still has a name (a link count above 0, not pending
- * deletion), 0 if it was unlinked, or -errno. */
-int plat_file_linked(plat_fd fd);
+/* 1 if the open file fd still has its name `path` (POSIX: a link count above
+ * 0; Windows: not pending deletion, and the path still opens this very
+ * file), 0 if it was unlinked (or replaced), or -errno. */
+int plat_file_linked(plat_fd fd, const char *path);
 /* Open an existing file read-write (never through a symbolic link). */
 int plat_open_rw(const char *path, plat_fd *fd);
 /* Give the file `size` bytes with their blocks allocated (posix_fallocate;

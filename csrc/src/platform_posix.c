@@ -139,8 +139,9 @@ int plat_open_file(const char *path, unsigned mode, int own_only, int *created, 
     return 0;
 }
 
-int plat_file_linked(plat_fd fd)
+int plat_file_linked(plat_fd fd, const char *path)
 {
+    (void)path;
     struct stat st;
     if (fstat(fd, &st) != 0)
         return -errno;

@@ -292,12 +292,37 @@ int plat_open_file(const char *path, unsigned mode, int own_only, int *created, 
     return 0;
 }
 
-int plat_file_linked(plat_fd fd)
+int plat_file_linked(plat_fd fd, const char *path)
 {
     FILE_STANDARD_INFO info;
     if (!GetFileInformationByHandleEx(H(fd), FileStandardInfo, &info, sizeof info))
         return last_err();
-    return !info.DeletePending && info.NumberOfLinks > 0;
+    if (info.DeletePending || info.NumberOfLinks == 0)
+        return 0;
+    /* Not every implementation reports a pending deletion (wine does not):
+     * the name must still lead to this file.  A file pending deletion does
+     * not open (access denied), a new one is another file. */
+    BY_HANDLE_FILE_INFORMATION mine, theirs;
+    if (!GetFileInformationByHandle(H(fd), &mine))
+        return last_err();
+    int rc;
+    wchar_t *w = widen_path(path, &rc);
+    if (!w)
+        return rc;
+    HANDLE h = CreateFileW(w, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_EXISTING, FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+    DWORD e = GetLastError();
+    free(w);
+    if (h == INVALID_HANDLE_VALUE)
+        return (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND || e == ERROR_ACCESS_DENIED)
+                   ? 0
+                   : err_of(e);
+    int same = GetFileInformationByHandle(h, &theirs) &&
+               theirs.dwVolumeSerialNumber == mine.dwVolumeSerialNumber &&
+               theirs.nFileIndexHigh == mine.nFileIndexHigh &&
+               theirs.nFileIndexLow == mine.nFileIndexLow;
+    CloseHandle(h);
+    return same;
 }
 
 int plat_open_rw(const char *path, plat_fd *fd)
