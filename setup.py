@@ -24,7 +24,8 @@ class BuildExt(build_ext):
             raise SystemExit(
                 "tiga-cffi: building its C extension failed. It needs a C compiler (gcc or "
                 "clang: `apt-get install build-essential`, `dnf install gcc`, Xcode's "
-                "command-line tools) and the Python headers (`apt-get install python3-dev`)."
+                "command-line tools; on Windows the Build Tools for Visual Studio 2022, "
+                "17.5 or later) and the Python headers (`apt-get install python3-dev`)."
                 f"\nThe error was: {e}") from None
 
 

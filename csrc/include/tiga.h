@@ -309,7 +309,9 @@ TIGA_API int tiga_channel_signal(tiga_channel *ch, int32_t *woken);
 
 /* *linked = 1 if all four of the handle's files still have their names, 0 if
  * one was unlinked (a scavenger or a person deleted the channel: the handle
- * works on files nobody else will open; reopen it). */
+ * works on files nobody else will open; reopen it).  On Windows a deleted
+ * file lives on, pending deletion, until its last handle closes: it counts
+ * as unlinked, as does a name that now leads to another file. */
 TIGA_API int tiga_channel_linked(tiga_channel *ch, int32_t *linked);
 
 /* *out = number of live listener slots (dead owners' slots are cleared). */
