@@ -178,8 +178,8 @@ class PollingServer:
                     if env[1] != 1:
                         continue
                     out = self.handler(env[2], env[3])
+                    self.answered += 1  # before the answer: a client that has it sees the count
                     self.peer.write(resp, msgpack.packb([env[0], 2, out, 0]), MEDIA)
-                    self.answered += 1
 
 
 def parse_logbook(payload: bytes) -> Tuple[Optional[Tuple[int, list]], Optional[int]]:
