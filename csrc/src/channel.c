@@ -71,6 +71,30 @@ static char *path_of(const char *base, const char *suffix)
     return p;
 }
 
+/* The append lock within timeout_ms (-1: no limit).  Neither flock nor
+ * LockFileEx waits with a timeout: try and back off (a yield, then sleeps
+ * growing to 1 ms) until the deadline.  0, -ETIMEDOUT or -errno. */
+static int lock_file(plat_fd fd, int64_t timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
+    int64_t pause_us = 0;
+    for (;;) {
+        int rc = plat_try_lock_file(fd);
+        if (rc != -EAGAIN)
+            return rc;
+        if (plat_now_ns() >= deadline)
+            return -ETIMEDOUT;
+        if (pause_us == 0) {
+            plat_yield();
+            pause_us = 5;
+        } else {
+            plat_sleep_us(pause_us);
+            if (pause_us < 1000)
+                pause_us *= 2;
+        }
+    }
+}
+
 /* The failure of plat_open_file / plat_open_rw on path, as a status (the
  * PLAT_E* codes become -errno values with a detail that says why). */
 static int open_failed(const char *path, int rc)
@@ -736,7 +760,7 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
         ch->fd_lock = fd;
         ch->lock_pid = me;
     }
-    rc = plat_lock_file(ch->fd_lock, ch->opt.lock_timeout_ms);
+    rc = lock_file(ch->fd_lock, ch->opt.lock_timeout_ms);
     if (rc) {
         plat_mutex_unlock(&ch->lock);
         if (rc == -ETIMEDOUT)
@@ -1079,7 +1103,7 @@ int tiga_lock_open(const char *dir, const char *name, int64_t timeout_ms, tiga_l
         free(path);
         return rc;
     }
-    rc = plat_lock_file(l->fd, timeout_ms);
+    rc = lock_file(l->fd, timeout_ms);
     if (rc) {
         plat_close(l->fd);
         free(l);

@@ -89,10 +89,11 @@ int plat_map_copy(void *dst, const void *src, size_t n);
  * SIGBUS that is not its own to the handler it found); cheap to repeat. */
 int plat_map_guard(void);
 
-/* Exclusive lock across processes on the file, within timeout_ms (flock on
- * POSIX, LockFileEx on one byte far past the end on Windows).
- * Returns 0, -ETIMEDOUT (as TIGA_ETIMEDOUT by the caller) or -errno. */
-int plat_lock_file(plat_fd fd, int64_t timeout_ms);
+/* Try once, without waiting, to take an exclusive lock across processes on
+ * the file (flock on POSIX, LockFileEx on one byte far past the end on
+ * Windows).  0 taken, -EAGAIN held by someone else (or interrupted), or
+ * -errno.  The waiting, with its deadline and back-off, is channel.c's. */
+int plat_try_lock_file(plat_fd fd);
 void plat_unlock_file(plat_fd fd);
 
 /* The notify file's path as the peers hash it into their event names

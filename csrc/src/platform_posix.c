@@ -337,28 +337,11 @@ int plat_datasync(plat_fd fd, void *addr, size_t size)
 #endif
 }
 
-int plat_lock_file(plat_fd fd, int64_t timeout_ms)
+int plat_try_lock_file(plat_fd fd)
 {
-    /* flock has no timeout: try without blocking and back off (yield, then
-     * sleeps growing to 1 ms) until the deadline. */
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
-    int64_t pause_us = 0;
-    for (;;) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            return 0;
-        if (errno != EWOULDBLOCK && errno != EINTR)
-            return -errno;
-        if (plat_now_ns() >= deadline)
-            return -ETIMEDOUT;
-        if (pause_us == 0) {
-            plat_yield();
-            pause_us = 5;
-        } else {
-            plat_sleep_us(pause_us);
-            if (pause_us < 1000)
-                pause_us *= 2;
-        }
-    }
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    return errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
 }
 
 void plat_unlock_file(plat_fd fd) { flock(fd, LOCK_UN); }

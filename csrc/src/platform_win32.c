@@ -431,30 +431,15 @@ int plat_map_guard(void) { return 0; }
  * take no lock on Windows (PROTOCOL section 3). */
 #define LOCK_OFFSET_HIGH 0x40000000u
 
-int plat_lock_file(plat_fd fd, int64_t timeout_ms)
+int plat_try_lock_file(plat_fd fd)
 {
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
-    int64_t pause_us = 0;
-    for (;;) {
-        OVERLAPPED ov;
-        memset(&ov, 0, sizeof ov);
-        ov.OffsetHigh = LOCK_OFFSET_HIGH;
-        if (LockFileEx(H(fd), LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ov))
-            return 0;
-        DWORD e = GetLastError();
-        if (e != ERROR_LOCK_VIOLATION && e != ERROR_IO_PENDING)
-            return err_of(e);
-        if (plat_now_ns() >= deadline)
-            return -ETIMEDOUT;
-        if (pause_us == 0) {
-            plat_yield();
-            pause_us = 5;
-        } else {
-            plat_sleep_us(pause_us);
-            if (pause_us < 1000)
-                pause_us *= 2;
-        }
-    }
+    OVERLAPPED ov;
+    memset(&ov, 0, sizeof ov);
+    ov.OffsetHigh = LOCK_OFFSET_HIGH;
+    if (LockFileEx(H(fd), LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ov))
+        return 0;
+    DWORD e = GetLastError();
+    return e == ERROR_LOCK_VIOLATION || e == ERROR_IO_PENDING ? -EAGAIN : err_of(e);
 }
 
 void plat_unlock_file(plat_fd fd)
