@@ -70,6 +70,12 @@ class ServerNotReady(TigaError, TimeoutError):
     within the timeout. A TimeoutError too, so ``except TimeoutError`` catches it."""
 
 
+class ServerGone(TigaError):
+    """The server's listener slot on the request channel went away (the server
+    closed, or its process died) while an invoke waited for its response. Raised
+    within about 100 ms of that, instead of at the invoke's timeout."""
+
+
 class RemoteError(TigaError):
     """The server answered with code -1; ``str(error)`` is the server's message."""
 

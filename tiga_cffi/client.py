@@ -16,15 +16,17 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import msgpack
 
-from . import _handle, protocol
+from . import _handle, _waiter, protocol
 from ._errors import (
+    ChannelClosed,
     InvalidArgument,
     InvalidType,
     RemoteError,
+    ServerGone,
     ServerNotReady,
     TigaError,
     Timeout,
@@ -34,7 +36,6 @@ from ._tiga import ffi, lib
 from .channel import Channel, PathLike, fs_directory, state_lock, validate_name
 from .notify import (
     DEFAULT_SPIN,
-    SIGNAL_SLICE_MS,
     NotificationListener,
     _timeout_ms,
     blocking_call,
@@ -46,6 +47,17 @@ READY_CACHE = 1.0  # seconds a seen server listener is trusted without re-checki
 # How long an invoke waits for the server's listener before it writes anyway: the
 # Node addon's Linux build registers no listener slot and polls instead.
 LISTENER_GRACE = 0.075
+# How often a pending invoke looks whether the server's listener is still there
+# (ServerGone): the liveness test reads the slot owners' /proc entries.
+LIVENESS_SLICE = 0.1
+LIVENESS_SLICE_MS = 100
+# The shortest time a request stays in the request log unless the server answered
+# it: a server takes a request that vanished younger than its ACK_WINDOW (250 ms) for
+# acknowledged, and drops its response early (PROTOCOL-NOTES, "Ack-trim"), so a
+# client's min_age below this could lose responses it has not read yet.
+REQUEST_MIN_AGE_FLOOR = 0.5
+WRITE_BATCH = 64  # async invokes written by one write_many
+ASYNC_SPIN_US = 100  # the longest an async invoke blocks its loop looking for the answer
 
 
 def request_name(channel_name: str, client_id: str) -> str:
@@ -116,11 +128,22 @@ class Endpoint:
         self._slotless = False  # a server answered while it had no listener: it polls
         self._ack_pending = 0  # the fast path's last answered request, acked at the next write
         self.missed = 0  # responses trimmed before this client read them
+        # _drain and _last: the waiter thread drains for async invokes while a
+        # thread may drain for its own
+        self._drain_lock = threading.Lock()
+        # asyncio: request id -> (loop, future) of invokes waited for by the waiter
+        self._futures: Dict[str, Tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._outbox: List[_AsyncCall] = []  # async invokes not written yet
+        self._watch_key: Optional[int] = None
+        self._spin_misses = 0  # async quick looks in a row that found nothing
+        self._spin_skip = 0  # async invokes still to go without the quick look
 
     def _open(self, d: str, spin: float, min_age: Optional[float], mode: Optional[int]) -> None:
         resp = Channel(self.response_name, ipc_directory=d, mode=mode)
         try:
-            req = Channel(self.request_name, ipc_directory=d, min_age=min_age, mode=mode)
+            floor = REQUEST_MIN_AGE_FLOOR
+            req = Channel(self.request_name, ipc_directory=d, mode=mode,
+                          min_age=min_age if min_age is None or min_age >= floor else floor)
             try:
                 listener = NotificationListener(self.response_name, ipc_directory=d, spin=spin,
                                                 mode=mode)
@@ -133,6 +156,17 @@ class Endpoint:
         self._resp, self._req, self._listener = resp, req, listener
 
     def close(self) -> None:
+        futures = getattr(self, "_futures", None)
+        if futures is not None:
+            with self._cond:
+                key, self._watch_key = self._watch_key, None
+                pending = list(futures.items())
+                futures.clear()
+            if key is not None:
+                _waiter.get().unwatch(key)
+            for _rid, (loop, fut) in pending:
+                _waiter.complete(loop, fut,
+                                 ChannelClosed(f"client of {self.request_name!r} closed"))
         for name in ("_listener", "_req", "_resp"):
             obj = getattr(self, name, None)
             if obj is not None:
@@ -214,20 +248,22 @@ class Endpoint:
         spin = self._listener.spin_us
         ms = _timeout_ms(deadline)
         rc = req.call_with(lst, lib.tiga_invoke_call, mb, len(mb), packed, len(packed),
-                           self._ack_pending, start, min(ms, SIGNAL_SLICE_MS), spin, idbuf,
+                           self._ack_pending, start, min(ms, LIVENESS_SLICE_MS), spin, idbuf,
                            eid, out)
         try:
             if rc:
                 if idbuf[0] == b"\0":
                     check(rc)  # the append failed: nothing was written
-                if rc == lib.TIGA_ETIMEDOUT and ms > SIGNAL_SLICE_MS:
+                if rc == lib.TIGA_ETIMEDOUT and ms > LIVENESS_SLICE_MS:
                     rc = lib.TIGA_EINTR  # only the first slice ended: wait on below
                 if rc == lib.TIGA_ETIMEDOUT:
                     raise self._timeout(timeout)
-                if rc == lib.TIGA_EINTR:  # signal handlers ran; wait for the rest of the time
+                if rc == lib.TIGA_EINTR:  # signal handlers ran, or a slice ended
+                    self._check_server()
                     if not lst.call(lambda lh: blocking_call(
                             lambda ms: lib.tiga_response_wait(lh, start, idbuf, ms, spin, out),
-                            max(0.0, deadline - time.monotonic()))):
+                            max(0.0, deadline - time.monotonic()),
+                            slice_ms=LIVENESS_SLICE_MS, between=self._check_server)):
                         raise self._timeout(timeout)
                 else:
                     check(rc)
@@ -255,13 +291,27 @@ class Endpoint:
         # An invoke that went the shared way while we were here waits for this one to
         # finish (_draining): read what arrived for it. Its request was written after
         # it joined _waiting, so when _waiting is empty here nothing newer is owed.
-        if went_back:
-            self._last = seen
-        if self._waiting:
-            self._drain()  # responses for invokes that started meanwhile
-        elif seen > self._last:
-            self._last = seen
+        if went_back or self._waiting or seen > self._last:
+            with self._drain_lock:
+                if went_back:
+                    self._last = seen
+                if not self._waiting and seen > self._last:
+                    self._last = seen
+            if self._waiting:
+                self._drain()  # responses for invokes that started meanwhile
         return code, text
+
+    def _check_server(self) -> None:
+        """Raise ServerGone when the server that was listening on the request
+        channel is not any more (closed, or its process died). Not for a server
+        that never had a listener there (a polling server, PROTOCOL-NOTES)."""
+        if self._no_listener or self._slotless:
+            return
+        if self._req.live_listeners() == 0:
+            self._ready_until = 0.0
+            raise ServerGone(
+                f"the server went away: no live listener on {self.request_name!r} while "
+                "an invoke waited for its response", lib.TIGA_ENOTREADY)
 
     def _ack(self, entry_id: int) -> None:
         """The server answered request ``entry_id``, so it read every request up to
@@ -317,7 +367,8 @@ class Endpoint:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._timeout(timeout)
-            self._listener.wait(left)
+            if not self._listener.wait(min(left, LIVENESS_SLICE)):
+                self._check_server()
 
     def _timeout(self, timeout: float) -> TigaError:
         self._ready_until = 0.0  # check the server again next time
@@ -331,24 +382,320 @@ class Endpoint:
         return Timeout(f"no response on {self.response_name!r} within {timeout} s")
 
     def _drain(self) -> None:
-        r = self._resp.read(self._last)
-        self._last = r.last_id
-        self.missed += r.missed
+        """Read the responses that came since _last: those of waiting invokes go to
+        _done (a thread's) or complete their future (an async invoke's); others
+        (answers to invokes given up on, the fast path's own) are passed over.
+        Responses trimmed before we read them (``missed``) cannot be matched to
+        their invokes (a server may answer out of order): those invokes end at
+        their timeout, or with ServerGone."""
         found = False
-        for e in r.entries:
-            env = protocol.try_envelope(e.message, e.media_type)
-            if isinstance(env, protocol.Response):
-                eid = None
-                with self._cond:
-                    if env.id in self._waiting:
-                        self._done[env.id] = env
-                        found = True
-                        eid = self._eids.get(env.id)
-                if eid is not None:
-                    self._ack(eid)
+        with self._drain_lock:
+            r = self._resp.read(self._last)
+            self._last = r.last_id
+            self.missed += r.missed
+            for i, e in enumerate(r.entries):
+                if i and not i & 63:
+                    time.sleep(0)  # let other threads (an event loop) have the GIL
+                env = protocol.try_envelope(e.message, e.media_type)
+                if isinstance(env, protocol.Response):
+                    eid = fut = None
+                    with self._cond:
+                        if env.id in self._waiting:
+                            eid = self._eids.get(env.id)
+                            fut = self._futures.pop(env.id, None)
+                            if fut is None:
+                                self._done[env.id] = env
+                                found = True
+                    if fut is not None:
+                        _waiter.complete(fut[0], fut[1], env)
+                    if eid is not None:
+                        self._ack(eid)
         if found:
             with self._cond:
                 self._cond.notify_all()
+
+    # -- asyncio: no thread per call. The request is written from the loop (the
+    # invokes of one turn of the loop in one write_many); the response is looked for
+    # in a short spin when the invoke is alone, and otherwise by the process's waiter
+    # thread, which watches this endpoint's response listener and completes the
+    # future (_waiter).
+    async def invoke_async(self, method: str, data: Any, timeout: float) -> str:
+        # The first step of a call is kept short: a thousand gathered calls run
+        # theirs in one turn of the loop. Ids, encoding and timers are made where
+        # the requests are written (_flush_outbox), WRITE_BATCH per turn.
+        if not isinstance(method, str):
+            raise InvalidType(f"method must be str, not {type(method).__name__}")
+        if timeout.__class__ is not float or not timeout > 0.0:
+            timeout = _check_timeout(timeout)
+        loop = asyncio.get_running_loop()
+        if time.monotonic() >= self._ready_until:
+            await self._await_server_async(timeout)
+        call: Optional[_AsyncCall] = None
+        lock = self._lock
+        lock.acquire()
+        try:
+            # alone: nothing else in flight here and nothing else ready to run on the
+            # loop (the other tasks of a gather are), so a short spin delays no one
+            alone = not (self._futures or self._outbox or self._waiting or self._draining
+                         or _loop_busy(loop))
+            if alone:
+                self._draining = True  # as the sync fast path: nobody reads past us
+            else:
+                call = self._queue(_AsyncCall(method, data, timeout, loop))
+        finally:
+            lock.release()
+        if call is None:
+            got = self._write_and_look(method, data, timeout, loop)
+            if got.__class__ is protocol.Response:
+                return self._result(got)
+            call = got
+        assert call is not None
+        try:
+            resp = await call.fut
+        finally:
+            self._forget(call)
+        return self._result(resp)
+
+    def _result(self, resp: protocol.Response) -> str:
+        if self._no_listener:
+            self._slotless = True  # answered without a listener: a polling server
+        if resp.code < 0:
+            raise RemoteError(resp.data or "remote error", resp.code)
+        return resp.data
+
+    def _queue(self, call: _AsyncCall) -> _AsyncCall:
+        """(Under _lock.) The call goes out with the others of this turn."""
+        self._outbox.append(call)
+        if len(self._outbox) == 1:
+            call.loop.call_soon(self._flush_outbox)
+        return call
+
+    def _forget(self, call: _AsyncCall) -> None:
+        """An async invoke ended (answered, failed, timed out or cancelled): nothing
+        waits for its response any more (one that comes later is passed over), and
+        the watch goes when nothing else is awaited."""
+        call.cancelled = True  # (not written yet: it never will be)
+        if call.timer is not None:
+            call.timer.cancel()
+        rid = call.rid
+        if rid is None:
+            return
+        key = None
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._waiting.discard(rid)
+            self._futures.pop(rid, None)
+            self._eids.pop(rid, None)
+            if not self._futures and not self._outbox:
+                # no watch while nothing is awaited: a watched listener wakes the
+                # waiter thread at every response, sync ones too
+                key, self._watch_key = self._watch_key, None
+        finally:
+            lock.release()
+        if key is not None:
+            _waiter.get().unwatch(key)
+
+    def _register(self, call: _AsyncCall, rid: str, entry_id: int = 0) -> None:
+        """Wait for the call's response from now on: the waiter completes its future."""
+        call.rid = rid
+        call.timer = call.loop.call_later(call.timeout, _expire, call.fut, self, call.timeout)
+        with self._cond:
+            self._waiting.add(rid)
+            self._futures[rid] = (call.loop, call.fut)
+            if entry_id:
+                self._eids[rid] = entry_id
+
+    async def _await_server_async(self, timeout: float) -> None:
+        """_await_server without blocking the loop: looks, with pauses that grow."""
+        grace = 0.0 if self._slotless else min(timeout, LISTENER_GRACE)
+        end = time.monotonic() + grace
+        pause = 0.0002
+        while True:
+            if self._req.live_listeners() > 0:
+                self._no_listener = self._slotless = False
+                self._ready_until = time.monotonic() + READY_CACHE
+                return
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.02)
+        self._no_listener = True
+        if self._slotless:
+            self._ready_until = time.monotonic() + READY_CACHE
+
+    def _write_and_look(self, method: str, data: Any, timeout: float,
+                        loop: asyncio.AbstractEventLoop) -> Any:
+        """An invoke with nothing else in flight on this endpoint (we hold
+        _draining): write it and spin a little (the GIL released) in one C call, in
+        case the answer comes at once, as it does from a server that is waiting.
+        Returns the Response, or the _AsyncCall whose future the waiter will
+        complete. The spin is left out after it found nothing, for 2, 4, 8, then
+        16 invokes, so a slow server costs the loop one spin (ASYNC_SPIN_US) in 16
+        invokes."""
+        try:
+            try:
+                packed: bytes = msgpack.packb(data)  # pyright: ignore[reportAssignmentType]
+            except (TypeError, ValueError, OverflowError) as e:
+                raise InvalidType(f"invoke data cannot be encoded as MessagePack: {e}") \
+                    from None
+            idbuf, eid, out = self._scratch  # ours while we hold _draining
+            start = self._last
+            mb = method.encode("utf-8")
+            spin = 0
+            if self._spin_skip > 0:
+                self._spin_skip -= 1
+            elif self._listener.spin_us > 0:
+                spin = max(self._listener.spin_us, ASYNC_SPIN_US)
+            rc = self._req._handle.call_with(
+                self._listener._handle, lib.tiga_invoke_call, mb, len(mb), packed,
+                len(packed), self._ack_pending, start, 0, spin, idbuf, eid, out)
+            try:
+                if rc and idbuf[0] == b"\0":
+                    check(rc)  # the append failed: nothing was written
+                if rc == 0 and out.found:
+                    self._spin_misses = 0
+                    resp = protocol.Response("", ffi.buffer(out.data, out.data_len)[:].decode(
+                        "utf-8", "replace"), out.code)
+                    if self.ack_trim:
+                        self._ack_pending = eid[0]
+                    with self._drain_lock:
+                        if out.reset or (out.last_id > self._last and not self._waiting):
+                            self._last = out.last_id
+                    return resp
+                if rc not in (0, lib.TIGA_ETIMEDOUT):
+                    check(rc)
+            finally:
+                lib.tiga_response_clear(out)
+            if spin:  # leave the spin out for the next 2, 4, 8, 16 invokes
+                self._spin_misses = min(self._spin_misses + 1, 4)
+                self._spin_skip = 1 << self._spin_misses
+            call = _AsyncCall(method, data, timeout, loop)
+            self._register(call, ffi.string(idbuf).decode("ascii"), eid[0])
+            self._ensure_watch()
+            return call
+        finally:
+            with self._cond:
+                self._draining = False
+                if self._waiting:
+                    self._cond.notify_all()
+
+    def _flush_outbox(self) -> None:
+        """Write the queued async invokes, WRITE_BATCH per write_many (and per turn
+        of the loop, so that writing a thousand does not stall it)."""
+        with self._cond:
+            calls = self._outbox[:WRITE_BATCH]
+            del self._outbox[:WRITE_BATCH]
+            more = bool(self._outbox)
+        if more:
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+        batch = []
+        for call in calls:
+            if call.cancelled:
+                continue
+            rid = protocol.new_id()
+            try:
+                body = protocol.encode_invoke(call.method, call.data, rid)
+            except (TypeError, ValueError, OverflowError) as e:
+                _waiter.settle(call.fut, InvalidType(
+                    f"invoke data cannot be encoded as MessagePack: {e}"))
+                continue
+            # waited for before it is written: its response is never passed over
+            self._register(call, rid)
+            batch.append((call, body))
+        if not batch:
+            return
+        self._ensure_watch()
+        try:
+            if self._ack_pending:
+                self._ack(self._ack_pending)
+            ids = self._req.write_many([b for _, b in batch], media_type=protocol.MEDIA_MSGPACK)
+        except TigaError as e:
+            if len(batch) == 1:
+                _waiter.settle(batch[0][0].fut, e)
+                return
+            ids = []
+            for call, b in batch:  # find the one(s) at fault: each alone
+                try:
+                    ids.append(self._req.write(b, media_type=protocol.MEDIA_MSGPACK).id)
+                except TigaError as e1:
+                    ids.append(0)
+                    _waiter.settle(call.fut, e1)
+        with self._cond:
+            for (call, _), eid in zip(batch, ids):
+                if eid and call.rid in self._futures:
+                    self._eids[call.rid] = eid
+
+    def _fail_all(self, exc: TigaError) -> None:
+        with self._cond:
+            pending = list(self._futures.items())
+            self._futures.clear()
+        for _rid, (loop, fut) in pending:
+            _waiter.complete(loop, fut, type(exc)(str(exc), exc.code))
+
+    def _ensure_watch(self) -> None:
+        if self._watch_key is not None:
+            return
+        with self._cond:
+            if self._watch_key is not None:
+                return
+            w = _waiter.get()
+            key = self._watch_key = w.watch(self._listener._raw(), self._on_news)
+        w.call_later(LIVENESS_SLICE, functools.partial(self._tick, key))
+
+    def _on_news(self, err: Optional[BaseException]) -> None:
+        """The waiter thread: the response listener has news (or could not be
+        watched)."""
+        if err is not None:
+            self._fail_all(err if isinstance(err, TigaError) else TigaError(str(err)))
+            return
+        if self._futures:
+            try:
+                self._drain()
+            except TigaError as e:
+                self._fail_all(e)
+
+    def _tick(self, key: int) -> None:
+        """The waiter thread, every LIVENESS_SLICE while watch ``key`` lasts:
+        ServerGone for the pending invokes when the server's listener went away."""
+        with self._cond:
+            if self._watch_key != key:
+                return
+            pending = bool(self._futures)
+        if pending:
+            try:
+                self._check_server()
+            except TigaError as e:  # ServerGone, or the channel closed under us
+                self._fail_all(e)
+        _waiter.get().call_later(LIVENESS_SLICE, functools.partial(self._tick, key))
+
+
+def _loop_busy(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether other callbacks are ready to run on the loop (asyncio's own loops
+    keep them in ``_ready``; any other loop counts as busy, which only costs the
+    quick look of a lone invoke)."""
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
+
+
+class _AsyncCall:
+    """An async invoke on its way: queued, then registered (rid) and written."""
+
+    __slots__ = ("method", "data", "timeout", "loop", "fut", "rid", "timer", "cancelled")
+
+    def __init__(self, method: str, data: Any, timeout: float,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.method, self.data, self.timeout, self.loop = method, data, timeout, loop
+        self.fut: asyncio.Future[Any] = loop.create_future()
+        self.rid: Optional[str] = None
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.cancelled = False
+
+
+def _expire(fut: asyncio.Future[Any], ep: Endpoint, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(ep._timeout(timeout))
 
 
 class Client:
@@ -419,10 +766,13 @@ class Client:
 
     async def invoke_async(self, method: str, data: Any = "", *,
                            timeout: Optional[float] = None) -> str:
-        """``invoke`` for asyncio: runs in the loop's executor."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            None, functools.partial(self.invoke, method, data, timeout=timeout))
+        """``invoke`` for asyncio, without a thread per call: the request is written
+        from the loop and the process's waiter thread completes the response (see
+        the README's "asyncio"). Cancelling it (``wait_for``, task.cancel()) gives up
+        at once; a response that comes later is dropped, and the client stays
+        usable. Raises as ``invoke`` does, ServerGone included."""
+        return await self._endpoint().invoke_async(
+            method, data, self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
         """Give back the response listener and close the channels. The files stay (a
@@ -485,11 +835,9 @@ def tiga_invoke(request_name: str, response_name: str, method: str, data: Any = 
 async def tiga_invoke_async(request_name: str, response_name: str, method: str,
                             data: Any = "", *, ipc_directory: PathLike,
                             timeout: float = DEFAULT_TIMEOUT) -> str:
-    """``tiga_invoke`` for asyncio (runs in the loop's executor)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(
-        tiga_invoke, request_name, response_name, method, data,
-        ipc_directory=ipc_directory, timeout=timeout))
+    """``tiga_invoke`` for asyncio (see Client.invoke_async)."""
+    return await _endpoint(request_name, response_name, ipc_directory).invoke_async(
+        method, data, timeout)
 
 
 __all__ = ["Client", "Endpoint", "tiga_invoke", "tiga_invoke_async"]

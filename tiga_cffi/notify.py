@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any, Callable, Optional
 
+from . import _waiter
 from ._errors import ChannelClosed, InvalidArgument, InvalidType, ServerNotReady, check
 from ._handle import OwnedHandle
 from ._tiga import ffi, lib
@@ -38,21 +39,26 @@ def _deadline(timeout: Optional[float]) -> Optional[float]:
 SIGNAL_SLICE_MS = 200
 
 
-def blocking_call(call: Callable[[int], int], timeout: Optional[float]) -> bool:
+def blocking_call(call: Callable[[int], int], timeout: Optional[float], *,
+                  slice_ms: int = SIGNAL_SLICE_MS,
+                  between: Optional[Callable[[], None]] = None) -> bool:
     """Run a C call that blocks for at most the given ms, in slices of at most
-    SIGNAL_SLICE_MS; TIGA_EINTR or a slice's end lets Python run its signal handlers
-    (which may raise) and call again with the time left.
+    slice_ms; TIGA_EINTR or a slice's end lets Python run its signal handlers
+    (which may raise) and ``between`` (which may raise too), and call again with
+    the time left.
     Returns True on TIGA_OK, False on TIGA_ETIMEDOUT at the deadline; raises for
     anything else."""
     deadline = _deadline(timeout)
     while True:
         ms = _timeout_ms(deadline)
-        rc = call(ms if 0 <= ms <= SIGNAL_SLICE_MS else SIGNAL_SLICE_MS)
+        rc = call(ms if 0 <= ms <= slice_ms else slice_ms)
         if rc == 0:
             return True
         if rc == lib.TIGA_ETIMEDOUT:
-            if deadline is not None and ms <= SIGNAL_SLICE_MS:
+            if deadline is not None and ms <= slice_ms:
                 return False
+            if between is not None:
+                between()
             continue  # only a slice ended
         if rc != lib.TIGA_EINTR:
             check(rc)
@@ -85,6 +91,8 @@ class NotificationListener:
 
         self._handle = OwnedHandle(open_listener, lib.tiga_listener_close,
                                    f"listener on {name!r}")
+        self._undelivered = False  # news an async wait took but could not deliver
+        self._async_wait: Optional[asyncio.Future[bool]] = None
         self._slot = int(self._handle.call(lib.tiga_listener_slot))
 
     @property
@@ -100,21 +108,51 @@ class NotificationListener:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block (GIL released) until signalled or new data; False on timeout.
         ``timeout`` in seconds, None waits forever. Like threading.Event.wait."""
+        if self._undelivered:
+            self._undelivered = False
+            return True
         spin = self.spin_us
         return bool(self._handle.call(
             lambda h: blocking_call(lambda ms: lib.tiga_listener_wait(h, ms, spin), timeout)))
 
-    async def wait_async(self, timeout: Optional[float] = None, *, slice: float = 0.05) -> bool:
-        """Await a signal without blocking the event loop (the wait runs in the loop's
-        executor in short slices, so cancellation takes effect within ``slice`` s)."""
+    async def wait_async(self, timeout: Optional[float] = None) -> bool:
+        """``wait`` for asyncio, without a thread: the process's waiter thread
+        watches the slot (with every other async wait of the process) and completes
+        the wait on this loop. False on timeout. Cancelling it ends the watch at
+        once; news that came meanwhile are kept for the next wait."""
+        _deadline(timeout)  # checks it
+        if self._undelivered:
+            self._undelivered = False
+            return True
         loop = asyncio.get_running_loop()
-        deadline = _deadline(timeout)
-        while True:
-            left = slice if deadline is None else min(slice, max(0.0, deadline - time.monotonic()))
-            if await loop.run_in_executor(None, self.wait, left):
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        fut = self._async_wait = loop.create_future()
+
+        def deliver() -> None:  # on the loop
+            # to the wait that runs now: the one that took the news may be over
+            # (timed out, cancelled), and a later one is waiting for them
+            current = self._async_wait
+            if current is not None and not current.done():
+                current.set_result(True)
+            else:
+                self._undelivered = True
+
+        def on_news(err: Optional[BaseException]) -> None:  # the waiter thread
+            if err is None:
+                _waiter.call_on(loop, deliver)
+            else:
+                _waiter.complete(loop, fut, err)
+
+        w = _waiter.get()
+        key = w.watch(self._handle, on_news, consume=True, once=True)
+        timer = None if timeout is None else loop.call_later(timeout, _waiter.settle, fut, False)
+        try:
+            return bool(await fut)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if self._async_wait is fut:
+                self._async_wait = None
+            w.unwatch(key)
 
     def _raw(self) -> OwnedHandle:
         return self._handle

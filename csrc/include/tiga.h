@@ -373,6 +373,51 @@ TIGA_API int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t sp
  * Returns TIGA_OK, TIGA_ENOTREADY (timeout) or TIGA_EINTR. */
 TIGA_API int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms);
 
+/* ---------------------------------------------------------------- wait sets */
+
+/* Many listeners waited on by one thread: the asyncio bridge keeps one per
+ * process instead of a thread per wait.  Only the thread that waits may add,
+ * remove and wait; tiga_waitset_kick may be called from any thread.  Each
+ * watch keeps what it has seen apart from its listener (other threads may
+ * wait on the same listener meanwhile), unless TIGA_WATCH_CONSUME: then the
+ * listener's own "seen" state is used and updated, as by tiga_listener_wait.
+ * Linux sleeps in futex_waitv (5.16+) on up to 127 slots, Windows in
+ * WaitForMultipleObjects on up to 63; beyond that, on older kernels, and with
+ * TIGA_WAITSET_POLL, the wait sleeps in slices of at most 8 ms. */
+typedef struct tiga_waitset tiga_waitset;
+enum tiga_waitset_flags {
+    TIGA_WAITSET_POLL = 1,  /* tiga_waitset_open: never the multi-wait call (tests, escape hatch) */
+    TIGA_WATCH_CONSUME = 1  /* tiga_waitset_add: use and update the listener's own news */
+};
+
+/* Make an empty wait set.  flags: 0 or TIGA_WAITSET_POLL.  *out owns it. */
+TIGA_API int tiga_waitset_open(int32_t flags, tiga_waitset **out);
+
+/* Free the set; the listeners stay the caller's.  NULL is a no-op. */
+TIGA_API void tiga_waitset_close(tiga_waitset *ws);
+
+/* End the current (or the next) tiga_waitset_wait early.  Any thread. */
+TIGA_API void tiga_waitset_kick(tiga_waitset *ws);
+
+/* Watch listener l under the caller's key (unique in the set).  *ready (may
+ * be NULL) = 1 when a TIGA_WATCH_CONSUME watch has news already (taken, as a
+ * wait would).  The listener must outlive the watch.  TIGA_EINVAL for a key
+ * watched already, TIGA_ENOMEM. */
+TIGA_API int tiga_waitset_add(tiga_waitset *ws, tiga_listener *l, uint64_t key, int32_t flags,
+                              int32_t *ready);
+
+/* Stop watching key: TIGA_OK, or TIGA_EINVAL when no watch has it. */
+TIGA_API int tiga_waitset_remove(tiga_waitset *ws, uint64_t key);
+
+/* The number of watches in the set (0 for NULL). */
+TIGA_API int32_t tiga_waitset_size(const tiga_waitset *ws);
+
+/* Wait until watches have news, a kick, or timeout_ms (-1 forever): the keys
+ * of up to cap watches with news go to keys[], their count to *n (0 after a
+ * kick).  Blocks; only the set's own thread.  TIGA_OK or TIGA_ETIMEDOUT. */
+TIGA_API int tiga_waitset_wait(tiga_waitset *ws, int64_t timeout_ms, uint64_t *keys, int32_t cap,
+                               int32_t *n);
+
 /* ---------------------------------------------------------------- invoke envelopes */
 
 /* A response found by tiga_response_find / tiga_response_wait. */
@@ -414,6 +459,14 @@ TIGA_API int tiga_response_find(tiga_channel *resp, int64_t after_id, const char
 TIGA_API int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_id,
                                 int64_t timeout_ms, int64_t spin_us, tiga_response *out);
 
+/* tiga_response_find on the listener's channel, looking again whenever its
+ * version word changes, for at most spin_us microseconds, without sleeping
+ * (an event loop's quick look before it hands the wait to its wait set).
+ * TIGA_OK (check out->found / out->unjudged) or TIGA_ETIMEDOUT.  Takes no
+ * news from the listener. */
+TIGA_API int tiga_response_spin(tiga_listener *l, int64_t after_id, const char *request_id,
+                                int64_t spin_us, tiga_response *out);
+
 /* Free out->data and zero *out.  NULL is a no-op. */
 TIGA_API void tiga_response_clear(tiga_response *r);
 
@@ -423,7 +476,9 @@ TIGA_API void tiga_response_clear(tiga_response *r);
  * If the append fails its error is returned and id_out[0] is 0 (nothing was
  * written); otherwise id_out holds the request id and the result is that of
  * the wait: TIGA_OK (check out->found / out->unjudged), TIGA_ETIMEDOUT or
- * TIGA_EINTR, after which the caller may go on with tiga_response_wait. */
+ * TIGA_EINTR, after which the caller may go on with tiga_response_wait.
+ * timeout_ms 0 never sleeps: the wait is tiga_response_spin for spin_us (an
+ * event loop's write and quick look; one look when spin_us is 0). */
 TIGA_API int tiga_invoke_call(tiga_channel *req, tiga_listener *l, const char *method,
                               size_t method_len, const uint8_t *data, size_t data_len,
                               int64_t ack_id, int64_t after_id, int64_t timeout_ms,

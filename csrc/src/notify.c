@@ -338,6 +338,189 @@ int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t spin_us)
     }
 }
 
+/* ------------------------------------------------------------ wait sets */
+
+static plat_wakeups *l_wakeups(tiga_listener *l) { return l->ch->wakeups; }
+
+#define SET_IDLE_MAX_MS 50    /* longest slice while every slot is waited on */
+#define SET_POLL_MAX_MS 8     /* longest slice while some are only polled */
+
+typedef struct watch {
+    uint64_t key;
+    tiga_listener *l;
+    int consume;
+    int32_t slot;           /* the listener's slot when added */
+    uint32_t seen_wake;     /* (consume: the listener's own are used) */
+    uint64_t seen_version;
+} watch;
+
+struct tiga_waitset {
+    plat_multiwait *mw;
+    watch *w;
+    plat_waitspec *specs;
+    int32_t n, cap;
+    int64_t idle_ms;
+};
+
+int tiga_waitset_open(int32_t flags, tiga_waitset **out)
+{
+    if (!out || (flags & ~TIGA_WAITSET_POLL))
+        return tiga_fail(TIGA_EINVAL, "out is NULL or unknown flags");
+    tiga_waitset *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    int rc = plat_multiwait_open((flags & TIGA_WAITSET_POLL) != 0, &ws->mw);
+    if (rc) {
+        free(ws);
+        return tiga_fail(rc, "cannot make a wait set: %s", tiga_strerror(rc));
+    }
+    ws->idle_ms = 1;
+    *out = ws;
+    return TIGA_OK;
+}
+
+void tiga_waitset_close(tiga_waitset *ws)
+{
+    if (!ws)
+        return;
+    plat_multiwait_close(ws->mw);
+    free(ws->w);
+    free(ws->specs);
+    free(ws);
+}
+
+void tiga_waitset_kick(tiga_waitset *ws)
+{
+    if (ws)
+        plat_multiwait_kick(ws->mw);
+}
+
+int32_t tiga_waitset_size(const tiga_waitset *ws) { return ws ? ws->n : 0; }
+
+static tiga_slot *watch_slot(const watch *w)
+{
+    return &w->l->ch->slots[w->consume ? w->l->slot : w->slot];
+}
+
+/* Something new for this watch since it last said so?  Updates what it saw. */
+static bool watch_news(watch *w)
+{
+    tiga_slot *s = watch_slot(w);
+    if (w->consume)
+        return news(w->l, s);
+    uint64_t v = atomic_load(w->l->ch->version);
+    uint32_t k = atomic_load(&s->wake) & COUNT_MASK;
+    if (v == w->seen_version && k == w->seen_wake)
+        return false;
+    w->seen_version = v;
+    w->seen_wake = k;
+    return true;
+}
+
+int tiga_waitset_add(tiga_waitset *ws, tiga_listener *l, uint64_t key, int32_t flags,
+                     int32_t *ready)
+{
+    if (!ws || !l || (flags & ~TIGA_WATCH_CONSUME))
+        return tiga_fail(TIGA_EINVAL, "NULL argument or unknown flags");
+    for (int32_t i = 0; i < ws->n; i++)
+        if (ws->w[i].key == key)
+            return tiga_fail(TIGA_EINVAL, "key %llu is watched already", (unsigned long long)key);
+    if (ws->n == ws->cap) {
+        if (ws->cap >= INT32_MAX / 2)
+            return tiga_fail(TIGA_ENOMEM, "too many watches");
+        int32_t cap = ws->cap ? ws->cap * 2 : 16;
+        watch *nw = realloc(ws->w, (size_t)cap * sizeof *nw);
+        if (!nw)
+            return tiga_fail(TIGA_ENOMEM, "out of memory");
+        ws->w = nw;
+        plat_waitspec *ns = realloc(ws->specs, (size_t)cap * sizeof *ns);
+        if (!ns)
+            return tiga_fail(TIGA_ENOMEM, "out of memory");
+        ws->specs = ns;
+        ws->cap = cap;
+    }
+    watch *w = &ws->w[ws->n];
+    *w = (watch){.key = key, .l = l, .consume = (flags & TIGA_WATCH_CONSUME) != 0, .slot = l->slot};
+    w->seen_wake = atomic_load(&l->ch->slots[l->slot].wake) & COUNT_MASK;
+    w->seen_version = atomic_load(l->ch->version);
+    ws->n++;
+    if (ready) {
+        /* a consuming watch carries the listener's past: news since the
+         * listener's last wait count, and are taken now */
+        *ready = w->consume && news(l, watch_slot(w));
+    }
+    return TIGA_OK;
+}
+
+int tiga_waitset_remove(tiga_waitset *ws, uint64_t key)
+{
+    if (!ws)
+        return tiga_fail(TIGA_EINVAL, "NULL wait set");
+    for (int32_t i = 0; i < ws->n; i++)
+        if (ws->w[i].key == key) {
+            ws->w[i] = ws->w[--ws->n];
+            return TIGA_OK;
+        }
+    return tiga_fail(TIGA_EINVAL, "key %llu is not watched", (unsigned long long)key);
+}
+
+static int32_t collect(tiga_waitset *ws, uint64_t *keys, int32_t cap)
+{
+    int32_t c = 0;
+    for (int32_t i = 0; i < ws->n && c < cap; i++)
+        if (watch_news(&ws->w[i]))
+            keys[c++] = ws->w[i].key;
+    return c;
+}
+
+int tiga_waitset_wait(tiga_waitset *ws, int64_t timeout_ms, uint64_t *keys, int32_t cap,
+                      int32_t *n)
+{
+    if (!ws || !n || cap < 0 || (cap > 0 && !keys))
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    *n = 0;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
+    for (;;) {
+        if ((*n = collect(ws, keys, cap)) > 0) {
+            ws->idle_ms = 1;
+            return TIGA_OK;
+        }
+        /* announce a sleeper on every word, then look again before sleeping */
+        for (int32_t i = 0; i < ws->n; i++) {
+            watch *w = &ws->w[i];
+            tiga_slot *s = watch_slot(w);
+            uint32_t v = atomic_load(&s->wake);
+            while (!(v & SLEEPER) && !atomic_compare_exchange_weak(&s->wake, &v, v | SLEEPER))
+                ;
+            ws->specs[i] = (plat_waitspec){l_wakeups(w->l), w->consume ? w->l->slot : w->slot,
+                                           &s->wake, v | SLEEPER};
+        }
+        if ((*n = collect(ws, keys, cap)) > 0) {
+            ws->idle_ms = 1;
+            return TIGA_OK;
+        }
+        int64_t now = plat_now_ns();
+        if (now >= deadline)
+            return TIGA_ETIMEDOUT;
+        int64_t left_ms = deadline == INT64_MAX ? INT64_MAX : (deadline - now + 999999) / 1000000;
+        /* with nothing watched only a kick or the deadline can end the wait */
+        int64_t slice = ws->n == 0 ? (deadline == INT64_MAX ? -1 : left_ms)
+                                   : (ws->idle_ms < left_ms ? ws->idle_ms : left_ms);
+        int complete = 1;
+        int rc = plat_multiwait_wait(ws->mw, ws->specs, ws->n, slice, &complete);
+        if (rc == 1) {
+            *n = collect(ws, keys, cap);
+            return TIGA_OK;
+        }
+        if (rc == -ETIMEDOUT) {
+            /* writers that do not signal are seen by the version word, within a
+             * slice that grows while nothing happens */
+            int64_t most = complete ? SET_IDLE_MAX_MS : SET_POLL_MAX_MS;
+            ws->idle_ms = ws->idle_ms * 2 < most ? ws->idle_ms * 2 : most;
+        }
+    }
+}
+
 /* ------------------------------------------------------------ event names */
 
 int tiga_event_name(const char *notify_path, int32_t slot, char *out, size_t cap)

@@ -123,6 +123,30 @@ int plat_wakeups_wait(plat_wakeups *w, int slot, _Atomic uint32_t *word, uint32_
  * the manual-reset `_listener_ready` event; nothing elsewhere). */
 void plat_wakeups_ready(plat_wakeups *w, int live);
 
+/* Waiting on the slots of many listeners at once: one thread waits for
+ * every asyncio wait of a process.  A kick from any thread ends a wait.
+ * Linux: futex_waitv (5.16+) on the slots' words and a private kick word;
+ * Windows: WaitForMultipleObjects on the slots' events and a kick event.
+ * Where the platform cannot wait on all of them (an older kernel, more than
+ * it takes at once, or poll was asked for) *complete is set to 0: the caller
+ * then keeps its sleeps short, since only the first ones (or only the kick)
+ * end a sleep early. */
+typedef struct plat_multiwait plat_multiwait;
+typedef struct plat_waitspec {
+    plat_wakeups *wakeups;
+    int slot;
+    _Atomic uint32_t *word;
+    uint32_t expected; /* sleep while *word == expected */
+} plat_waitspec;
+/* poll: never use the multi-wait call (tests, and an escape hatch) */
+int plat_multiwait_open(int poll, plat_multiwait **out);
+void plat_multiwait_close(plat_multiwait *m);
+void plat_multiwait_kick(plat_multiwait *m);
+/* 1 kicked since the last wait that returned 1, 0 woken or a word changed
+ * (a hint: the caller re-checks), -ETIMEDOUT, -EINTR. */
+int plat_multiwait_wait(plat_multiwait *m, const plat_waitspec *specs, int n, int64_t timeout_ms,
+                        int *complete);
+
 /* Directory watch (inotify, ReadDirectoryChangesW); *out is NULL where
  * there is none (waits then only sleep). */
 typedef struct plat_dirwatch plat_dirwatch;

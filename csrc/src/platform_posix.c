@@ -452,6 +452,112 @@ void plat_wakeups_ready(plat_wakeups *w, int live)
     (void)live;
 }
 
+/* ---- many slots at once */
+
+struct plat_multiwait {
+    _Atomic uint32_t kick; /* counted up by kicks; a private futex word */
+    uint32_t seen_kick;
+    int poll;
+};
+
+int plat_multiwait_open(int poll, plat_multiwait **out)
+{
+    plat_multiwait *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    m->poll = poll;
+    *out = m;
+    return 0;
+}
+
+void plat_multiwait_close(plat_multiwait *m) { free(m); }
+
+void plat_multiwait_kick(plat_multiwait *m)
+{
+    atomic_fetch_add(&m->kick, 1);
+    wake_word(&m->kick);
+}
+
+static int kicked(plat_multiwait *m)
+{
+    uint32_t k = atomic_load(&m->kick);
+    if (k == m->seen_kick)
+        return 0;
+    m->seen_kick = k;
+    return 1;
+}
+
+#if defined(__linux__)
+/* futex_waitv(2), Linux 5.16; declared here for older headers */
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+#define WAITV_MAX 128 /* FUTEX_WAITV_MAX */
+#define WAITV_U32 0x02u /* FUTEX2_SIZE_U32 */
+struct waitv {
+    uint64_t val;
+    uint64_t uaddr;
+    uint32_t flags;
+    uint32_t reserved;
+};
+static _Atomic int waitv_missing; /* ENOSYS seen: an older kernel */
+
+/* 0 woken or changed, -ETIMEDOUT, -EINTR, -ENOSYS */
+static int waitv(plat_multiwait *m, const plat_waitspec *specs, int n, int64_t timeout_ms)
+{
+    struct waitv v[WAITV_MAX];
+    /* every word shared (not FUTEX2_PRIVATE), the kick word too: kicks wake it
+     * with the same FUTEX_WAKE as the fallback's FUTEX_WAIT, and a shared wake
+     * does not match a private wait */
+    v[0] = (struct waitv){m->seen_kick, (uint64_t)(uintptr_t)&m->kick, WAITV_U32, 0};
+    for (int i = 0; i < n; i++)
+        v[i + 1] = (struct waitv){specs[i].expected, (uint64_t)(uintptr_t)specs[i].word, WAITV_U32, 0};
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) { /* an absolute time on the monotonic clock */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(timeout_ms / 1000);
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        tsp = &ts;
+    }
+    long r = syscall(SYS_futex_waitv, v, (unsigned)(n + 1), 0u, tsp, CLOCK_MONOTONIC);
+    if (r >= 0 || errno == EAGAIN)
+        return 0;
+    if (errno == ETIMEDOUT)
+        return -ETIMEDOUT;
+    if (errno == EINTR)
+        return -EINTR;
+    return -ENOSYS; /* ENOSYS, or EINVAL from a kernel without it */
+}
+#endif
+
+int plat_multiwait_wait(plat_multiwait *m, const plat_waitspec *specs, int n, int64_t timeout_ms,
+                        int *complete)
+{
+    if (kicked(m))
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (atomic_load(specs[i].word) != specs[i].expected)
+            return 0;
+#if defined(__linux__)
+    if (!m->poll && !atomic_load_explicit(&waitv_missing, memory_order_relaxed)) {
+        int k = n < WAITV_MAX - 1 ? n : WAITV_MAX - 1;
+        *complete = k == n;
+        int rc = waitv(m, specs, k, timeout_ms);
+        if (rc != -ENOSYS)
+            return kicked(m) ? 1 : rc;
+        atomic_store(&waitv_missing, 1);
+    }
+#endif
+    /* only the kick word ends the sleep early */
+    *complete = n == 0;
+    int rc = wait_word(&m->kick, m->seen_kick, timeout_ms);
+    return kicked(m) ? 1 : rc;
+}
+
 int64_t plat_now_ns(void)
 {
     struct timespec ts;

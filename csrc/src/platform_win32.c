@@ -596,6 +596,85 @@ void plat_wakeups_ready(plat_wakeups *pw, int live)
         ResetEvent(h);
 }
 
+/* ---- many slots at once: WaitForMultipleObjects on the slots' events and
+ * an unnamed kick event (the first handle). */
+
+struct plat_multiwait {
+    HANDLE kick_event;
+    volatile LONG kick;
+    LONG seen_kick;
+    int poll;
+};
+
+int plat_multiwait_open(int poll, plat_multiwait **out)
+{
+    plat_multiwait *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    m->kick_event = CreateEventW(NULL, FALSE, FALSE, NULL);
+    if (!m->kick_event) {
+        int rc = last_err();
+        free(m);
+        return rc;
+    }
+    m->poll = poll;
+    *out = m;
+    return 0;
+}
+
+void plat_multiwait_close(plat_multiwait *m)
+{
+    if (!m)
+        return;
+    CloseHandle(m->kick_event);
+    free(m);
+}
+
+void plat_multiwait_kick(plat_multiwait *m)
+{
+    InterlockedIncrement(&m->kick);
+    SetEvent(m->kick_event);
+}
+
+static int kicked(plat_multiwait *m)
+{
+    LONG k = InterlockedCompareExchange(&m->kick, 0, 0);
+    if (k == m->seen_kick)
+        return 0;
+    m->seen_kick = k;
+    return 1;
+}
+
+int plat_multiwait_wait(plat_multiwait *m, const plat_waitspec *specs, int n, int64_t timeout_ms,
+                        int *complete)
+{
+    if (kicked(m))
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (atomic_load(specs[i].word) != specs[i].expected)
+            return 0;
+    HANDLE hs[MAXIMUM_WAIT_OBJECTS];
+    DWORD count = 1;
+    hs[0] = m->kick_event;
+    if (!m->poll)
+        for (int i = 0; i < n && count < MAXIMUM_WAIT_OBJECTS; i++) {
+            HANDLE h = slot_event(specs[i].wakeups, specs[i].slot);
+            if (h)
+                hs[count++] = h;
+        }
+    *complete = count == (DWORD)n + 1;
+    DWORD ms = timeout_ms < 0 ? INFINITE
+                              : (timeout_ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)timeout_ms);
+    DWORD r = WaitForMultipleObjects(count, hs, FALSE, ms);
+    if (kicked(m))
+        return 1;
+    if (r == WAIT_TIMEOUT)
+        return -ETIMEDOUT;
+    if (r - WAIT_OBJECT_0 < count) /* (WAIT_OBJECT_0 is 0) */
+        return 0;
+    return last_err();
+}
+
 /* ---- directory watch: ReadDirectoryChangesW with an overlapped read kept
  * outstanding; a completion (or an overflow) is "something changed". */
 

@@ -179,6 +179,31 @@ int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_i
     }
 }
 
+int tiga_response_spin(tiga_listener *l, int64_t after_id, const char *request_id,
+                       int64_t spin_us, tiga_response *out)
+{
+    if (!l || !out || spin_us < 0)
+        return tiga_fail(TIGA_EINVAL, "NULL argument or negative spin");
+    tiga_channel *ch = tiga_listener_channel(l);
+    int64_t end = plat_now_ns() + (spin_us < INT64_C(1000000) ? spin_us : INT64_C(1000000)) * 1000;
+    uint64_t looked = 0;
+    for (unsigned round = 1;; round++) {
+        uint64_t v = tiga_channel_version(ch);
+        if (v != looked || v == 0) {
+            int rc = tiga_response_find(ch, after_id, request_id, out);
+            if (rc || out->found || out->unjudged)
+                return rc;
+            looked = v;
+        }
+        if (plat_now_ns() >= end)
+            return TIGA_ETIMEDOUT;
+        for (int i = 0; i < 32; i++)
+            plat_cpu_relax();
+        if ((round & 3) == 0)
+            plat_yield(); /* the server may be queued on this CPU */
+    }
+}
+
 int tiga_invoke_call(tiga_channel *req, tiga_listener *l, const char *method, size_t method_len,
                      const uint8_t *data, size_t data_len, int64_t ack_id, int64_t after_id,
                      int64_t timeout_ms, int64_t spin_us, char *id_out, int64_t *entry_id,
@@ -192,6 +217,8 @@ int tiga_invoke_call(tiga_channel *req, tiga_listener *l, const char *method, si
     int rc = tiga_invoke_append(req, method, method_len, data, data_len, id_out, entry_id);
     if (rc)
         return rc; /* id_out untouched: still empty */
+    if (timeout_ms == 0)
+        return tiga_response_spin(l, after_id, id_out, spin_us, out);
     return tiga_response_wait(l, after_id, id_out, timeout_ms, spin_us, out);
 }
 

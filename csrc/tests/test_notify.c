@@ -325,8 +325,170 @@ static void test_hostile_numbers(void)
     remove_dir(dir);
 }
 
+/* ---- wait sets */
+
+static void append_to(tiga_listener *l)
+{
+    tiga_message m = {(const uint8_t *)"w", 1, NULL};
+    CHECK_RC(tiga_channel_append(tiga_listener_channel(l), &m, 1, NULL), TIGA_OK);
+}
+
+static void *kick_later(void *p)
+{
+    sleep_ms(50);
+    tiga_waitset_kick(p);
+    return NULL;
+}
+
+static void waitset_basics(int32_t flags)
+{
+    char *dir = temp_dir();
+    const char *names[3] = {"a", "b", "c"};
+    tiga_listener *ls[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++)
+        CHECK_RC(tiga_listener_open(dir, names[i], NULL, &ls[i]), TIGA_OK);
+    tiga_waitset *ws = NULL;
+    CHECK_RC(tiga_waitset_open(flags, &ws), TIGA_OK);
+    if (!ws || !ls[0] || !ls[1] || !ls[2])
+        return;
+    for (int i = 0; i < 3; i++)
+        CHECK_RC(tiga_waitset_add(ws, ls[i], (uint64_t)i + 1, 0, NULL), TIGA_OK);
+    CHECK_RC(tiga_waitset_add(ws, ls[0], 1, 0, NULL), TIGA_EINVAL); /* a key twice */
+    CHECK(tiga_waitset_size(ws) == 3);
+    uint64_t keys[4];
+    int32_t n = -1;
+    CHECK_RC(tiga_waitset_wait(ws, 0, keys, 4, &n), TIGA_ETIMEDOUT);
+    CHECK(n == 0);
+    /* a write in this process */
+    append_to(ls[1]);
+    CHECK_RC(tiga_waitset_wait(ws, 1000, keys, 4, &n), TIGA_OK);
+    CHECK(n == 1 && keys[0] == 2);
+    CHECK_RC(tiga_waitset_wait(ws, 0, keys, 4, &n), TIGA_ETIMEDOUT); /* seen */
+    /* the listener keeps its own news: a watch does not take them */
+    CHECK_RC(tiga_listener_wait(ls[1], 0, 0), TIGA_OK);
+    /* a write in another process, while the set sleeps */
+    test_proc kid = spawn_child("child_write_after", dir, "c", "50", NULL);
+    int64_t t0 = ms_now();
+    CHECK_RC(tiga_waitset_wait(ws, 5000, keys, 4, &n), TIGA_OK);
+    CHECK(n == 1 && keys[0] == 3);
+    CHECK(ms_now() - t0 < 2000);
+    CHECK(wait_child(kid) == 0);
+    /* a kick from another thread ends the wait with nothing ready */
+    test_thread t;
+    CHECK(thread_start(&t, kick_later, ws) == 0);
+    t0 = ms_now();
+    CHECK_RC(tiga_waitset_wait(ws, 5000, keys, 4, &n), TIGA_OK);
+    CHECK(n == 0);
+    CHECK(ms_now() - t0 < 2000);
+    thread_join(t);
+    /* with nothing watched, only a kick (or the deadline) ends a wait */
+    tiga_waitset *empty = NULL;
+    CHECK_RC(tiga_waitset_open(flags, &empty), TIGA_OK);
+    CHECK(thread_start(&t, kick_later, empty) == 0);
+    t0 = ms_now();
+    CHECK_RC(tiga_waitset_wait(empty, 5000, keys, 4, &n), TIGA_OK);
+    CHECK(n == 0 && ms_now() - t0 < 2000);
+    thread_join(t);
+    tiga_waitset_close(empty);
+    /* a kick before the wait counts too */
+    tiga_waitset_kick(ws);
+    CHECK_RC(tiga_waitset_wait(ws, 5000, keys, 4, &n), TIGA_OK);
+    CHECK(n == 0);
+    /* two ready, room for one: the other comes next */
+    append_to(ls[0]);
+    append_to(ls[2]);
+    CHECK_RC(tiga_waitset_wait(ws, 1000, keys, 1, &n), TIGA_OK);
+    CHECK(n == 1);
+    uint64_t first = keys[0];
+    CHECK_RC(tiga_waitset_wait(ws, 0, keys, 1, &n), TIGA_OK);
+    CHECK(n == 1 && keys[0] != first && (keys[0] == 1 || keys[0] == 3));
+    /* removed: not reported */
+    CHECK_RC(tiga_waitset_remove(ws, 2), TIGA_OK);
+    CHECK_RC(tiga_waitset_remove(ws, 2), TIGA_EINVAL);
+    append_to(ls[1]);
+    CHECK_RC(tiga_waitset_wait(ws, 20, keys, 4, &n), TIGA_ETIMEDOUT);
+    CHECK(tiga_waitset_size(ws) == 2);
+    tiga_waitset_close(ws);
+    for (int i = 0; i < 3; i++)
+        tiga_listener_close(ls[i]);
+    remove_dir(dir);
+}
+
+static void test_waitset(void) { waitset_basics(0); }
+static void test_waitset_polling(void) { waitset_basics(TIGA_WAITSET_POLL); }
+
+/* A consuming watch uses the listener's own news: what came since the
+ * listener's last wait is reported at once, and taken. */
+static void test_waitset_consume(void)
+{
+    char *dir = temp_dir();
+    tiga_listener *l = NULL;
+    CHECK_RC(tiga_listener_open(dir, "k", NULL, &l), TIGA_OK);
+    tiga_waitset *ws = NULL;
+    CHECK_RC(tiga_waitset_open(0, &ws), TIGA_OK);
+    if (!l || !ws)
+        return;
+    append_to(l);
+    int32_t ready = -1;
+    CHECK_RC(tiga_waitset_add(ws, l, 7, TIGA_WATCH_CONSUME, &ready), TIGA_OK);
+    CHECK(ready == 1);
+    CHECK_RC(tiga_listener_wait(l, 0, 0), TIGA_ETIMEDOUT); /* taken by the watch */
+    append_to(l);
+    uint64_t key = 0;
+    int32_t n = 0;
+    CHECK_RC(tiga_waitset_wait(ws, 1000, &key, 1, &n), TIGA_OK);
+    CHECK(n == 1 && key == 7);
+    CHECK_RC(tiga_listener_wait(l, 0, 0), TIGA_ETIMEDOUT);
+    CHECK_RC(tiga_waitset_remove(ws, 7), TIGA_OK);
+    CHECK_RC(tiga_waitset_add(ws, l, 8, TIGA_WATCH_CONSUME, &ready), TIGA_OK);
+    CHECK(ready == 0);
+    CHECK_RC(tiga_waitset_add(NULL, l, 9, 0, NULL), TIGA_EINVAL);
+    CHECK_RC(tiga_waitset_add(ws, l, 9, 4, NULL), TIGA_EINVAL);
+    CHECK_RC(tiga_waitset_open(2, &ws), TIGA_EINVAL);
+    tiga_waitset_close(ws);
+    tiga_listener_close(l);
+    remove_dir(dir);
+}
+
+/* More listeners than the platform waits on at once: the last ones are
+ * polled, and still seen. */
+static void test_waitset_many(void)
+{
+    enum { N = 140 };
+    char *dir = temp_dir();
+    static tiga_listener *ls[N];
+    tiga_waitset *ws = NULL;
+    CHECK_RC(tiga_waitset_open(0, &ws), TIGA_OK);
+    if (!ws)
+        return;
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%d", i);
+        ls[i] = NULL;
+        CHECK_RC(tiga_listener_open(dir, name, NULL, &ls[i]), TIGA_OK);
+        if (ls[i])
+            CHECK_RC(tiga_waitset_add(ws, ls[i], (uint64_t)i, 0, NULL), TIGA_OK);
+    }
+    uint64_t keys[N];
+    int32_t n = 0;
+    for (int i = N - 1; i >= 0; i -= 45) {
+        if (!ls[i])
+            continue;
+        append_to(ls[i]);
+        int64_t t0 = ms_now();
+        CHECK_RC(tiga_waitset_wait(ws, 2000, keys, N, &n), TIGA_OK);
+        CHECK(n == 1 && keys[0] == (uint64_t)i);
+        CHECK(ms_now() - t0 < 1000);
+    }
+    tiga_waitset_close(ws);
+    for (int i = 0; i < N; i++)
+        tiga_listener_close(ls[i]);
+    remove_dir(dir);
+}
+
 TEST_MAIN_CHILDREN(children, T(test_register_and_live), T(test_hostile_numbers),
                    T(test_full_table), T(test_dead_owner_taken_over),
                    T(test_killed_owner_taken_over), T(test_wake_across_processes),
                    T(test_no_wake_without_a_write), T(test_event_names), T(test_named_events),
-                   T(test_dirwatch_sees_a_new_channel))
+                   T(test_dirwatch_sees_a_new_channel), T(test_waitset),
+                   T(test_waitset_polling), T(test_waitset_consume), T(test_waitset_many))

@@ -210,12 +210,32 @@ static void test_invoke_call(void)
     CHECK_RC(tiga_invoke_call(req, l, "m", 1, nil, 1, 0, after, 30, 0, id, &eid, &out),
              TIGA_ETIMEDOUT);
     CHECK(id[0] != 0 && eid == 3 && !out.found);
+    /* a spin finds nothing either, and ends on time without sleeping */
+    int64_t t0 = tiga_now_ns();
+    CHECK_RC(tiga_response_spin(l, after, id, 200, &out), TIGA_ETIMEDOUT);
+    CHECK(!out.found && tiga_now_ns() - t0 < INT64_C(100000000));
+    CHECK_RC(tiga_response_spin(l, after, id, -1, &out), TIGA_EINVAL);
+    /* the answer written meanwhile: a spin finds it */
+    tiga_channel *resp = tiga_listener_channel(l);
+    CHECK_RC(tiga_response_append(resp, id, "late", 4, 0, NULL), TIGA_OK);
+    CHECK_RC(tiga_response_spin(l, after, id, 0, &out), TIGA_OK);
+    CHECK(out.found && out.data_len == 4 && memcmp(out.data, "late", 4) == 0);
+    tiga_response_clear(&out);
     /* an append that cannot be made: its error, nothing written, id_out empty */
     static uint8_t big[5000];
     big[0] = 0xc0;
     CHECK_RC(tiga_invoke_call(req, l, "m", 1, big, sizeof big, 0, after, 30, 0, id, &eid, &out),
              TIGA_ETOOBIG);
     CHECK(id[0] == 0 && tiga_channel_info_get(req, &info) == 0 && info.last_id == 3);
+    /* timeout 0: the invoke is written and looked for in a spin, without a sleep */
+    t0 = tiga_now_ns();
+    CHECK_RC(tiga_invoke_call(req, l, "m", 1, nil, 1, 0, after, 0, 300, id, &eid, &out),
+             TIGA_ETIMEDOUT);
+    CHECK(id[0] != 0 && !out.found && tiga_now_ns() - t0 < INT64_C(100000000));
+    CHECK_RC(tiga_response_append(resp, id, "spun", 4, 0, NULL), TIGA_OK);
+    CHECK_RC(tiga_invoke_call(req, l, "m", 1, nil, 1, 0, after, 0, 0, id, &eid, &out),
+             TIGA_ETIMEDOUT); /* a new invoke: its own id, not answered */
+    CHECK_RC(tiga_response_spin(l, after, id, 0, &out), TIGA_ETIMEDOUT);
     tiga_response_clear(&out);
     tiga_listener_close(l);
     tiga_channel_close(req);
