@@ -140,6 +140,22 @@ def test_a_cancelled_wait_keeps_its_news_for_the_next(ipc_dir):
     assert run(main)
 
 
+def test_a_wait_whose_news_came_before_it_completes_at_once(ipc_dir):
+    """The watch finds news as it is added; nothing else wakes the waiter after
+    that, so the completion must go out before the waiter sleeps again."""
+    async def main():
+        with tiga_cffi.NotificationListener("n", ipc_directory=ipc_dir) as lst, \
+                tiga_cffi.Channel("n", ipc_directory=ipc_dir) as ch:
+            for _ in range(5):
+                ch.write(b"x")
+                t0 = time.monotonic()
+                assert await asyncio.wait_for(lst.wait_async(), 5) is True
+                assert time.monotonic() - t0 < 1.0
+            return True
+
+    assert run(main)
+
+
 EXIT_SCRIPT = textwrap.dedent("""
     import asyncio, sys, time
     import tiga_cffi

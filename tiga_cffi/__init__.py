@@ -11,6 +11,7 @@ from ._errors import (
     ChannelCorrupt,
     ChannelFull,
     ChannelTruncated,
+    EntriesMissed,
     InvalidArgument,
     InvalidName,
     InvalidType,
@@ -47,6 +48,7 @@ from .server import (
     create_tiga_server,
     start_tiga_server,
 )
+from .subscription import Subscription
 
 # Silent unless the application configures logging (the library's own rule).
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
@@ -80,6 +82,7 @@ __all__ = [
     "create_tiga_server",
     "has_live_listener",
     "start_tiga_server",
+    "Subscription",
     "tiga_invoke",
     "tiga_invoke_async",
     "ChannelClosed",
@@ -87,6 +90,7 @@ __all__ = [
     "ChannelFull",
     "ChannelInfo",
     "ChannelTruncated",
+    "EntriesMissed",
     "DEFAULT_CAPACITY",
     "Entry",
     "InvalidArgument",

@@ -76,6 +76,18 @@ class ServerGone(TigaError):
     within about 100 ms of that, instead of at the invoke's timeout."""
 
 
+class EntriesMissed(TigaError):
+    """A subscription found entries trimmed before it read them (its reader was
+    slower than the writer's ``min_age``). ``count`` ids are gone, the ones after
+    ``last_id`` up to before ``first_id``; the subscription goes on with
+    ``first_id`` at its next step."""
+
+    def __init__(self, count: int, last_id: int, first_id: int, channel: str) -> None:
+        super().__init__(f"{count} entries of {channel!r} after id {last_id} were trimmed "
+                         "before this subscription read them")
+        self.count, self.last_id, self.first_id = count, last_id, first_id
+
+
 class RemoteError(TigaError):
     """The server answered with code -1; ``str(error)`` is the server's message."""
 

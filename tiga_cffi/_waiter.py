@@ -173,7 +173,8 @@ class Waiter:
                 break
             try:
                 if ops:
-                    self._apply(ops)
+                    self._apply(ops)  # (a watch with news at once completes here)
+                self._flush()  # before sleeping: what this round completed goes out now
                 timeout = -1
                 if self._timers:
                     left = self._timers[0][0] - time.monotonic()
@@ -191,7 +192,6 @@ class Waiter:
                         fn()
                     except Exception:  # noqa: BLE001
                         log.exception("a waiter timer raised")
-                self._flush()
             except Exception:  # noqa: BLE001 - MemoryError and the like: go on
                 log.exception("the waiter's round failed")
                 time.sleep(0.001)

@@ -9,12 +9,26 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from . import protocol
 from ._errors import ChannelClosed, InvalidArgument, InvalidName, InvalidType, check
 from ._handle import OwnedHandle
 from ._tiga import ffi, lib
+
+if TYPE_CHECKING:
+    from .subscription import Subscription
 
 PathLike = Union[str, "os.PathLike[str]"]
 Message = Union[str, bytes, bytearray, memoryview]
@@ -486,6 +500,16 @@ class Channel:
         woken = ffi.new("int32_t *")
         check(self._handle.call(lib.tiga_channel_signal, woken))
         return int(woken[0])
+
+    def subscribe(self, last_id: Optional[int] = None, *, missed: str = "raise",
+                  spin: float = 50e-6) -> Subscription:
+        """Follow this channel: a Subscription yields its entries as they arrive
+        (``for entry in ...`` or ``async for entry in ...``), after ``last_id``
+        (None: after what is there now), and reports entries trimmed before it read
+        them (EntriesMissed) instead of hiding them."""
+        from .subscription import Subscription
+
+        return Subscription(self, last_id, missed=missed, spin=spin)
 
     def _raw(self) -> OwnedHandle:
         return self._handle

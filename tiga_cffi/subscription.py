@@ -1,0 +1,149 @@
+"""Subscriptions: the entries of a channel as they arrive, by iteration (sync and
+async), with entries that were trimmed before they were read reported, not
+hidden."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Deque, List, Optional
+
+from ._errors import EntriesMissed, InvalidArgument
+from .channel import Channel, Entry, _check_last_id
+from .notify import DEFAULT_SPIN, NotificationListener, _deadline
+
+MISSED_POLICIES = ("raise", "count")
+
+
+class Subscription:
+    """Follow a channel: ``for entry in sub`` blocks for each next entry, ``async for
+    entry in sub`` awaits it (through the process's waiter thread, no thread per
+    subscription); ``get(timeout)`` / ``await get_async(timeout)`` return None when
+    nothing came in time, and ``poll()`` takes what is there now.
+
+    ``last_id``: start after this id; None (the default) starts after the entries
+    written so far, 0 with the oldest one retained. The subscription holds a
+    listener slot on the channel (one of 128) until close().
+
+    Entries trimmed before the subscription read them (it was slower than the
+    writers' ``min_age``): with ``missed="raise"`` (the default) the next step
+    raises EntriesMissed, saying how many and where, and the one after goes on with
+    the entries after the gap; with ``missed="count"`` they are only counted in
+    ``missed``. ``resets`` counts logs that went back (a peer reset the channel):
+    the subscription then goes on from the new log's start.
+    """
+
+    def __init__(self, channel: Channel, last_id: Optional[int] = None, *,
+                 missed: str = "raise", spin: float = DEFAULT_SPIN) -> None:
+        if missed not in MISSED_POLICIES:
+            raise InvalidArgument(f"missed must be one of {MISSED_POLICIES}, not {missed!r}")
+        if last_id is not None:
+            _check_last_id(last_id)
+        self.channel = channel
+        self.policy = missed
+        self._listener = NotificationListener(channel.name, ipc_directory=channel.ipc_directory,
+                                              spin=spin)
+        try:
+            self.last_id: int = channel.info().last_id if last_id is None else last_id
+        except BaseException:
+            self._listener.close()
+            raise
+        self.missed = 0
+        self.resets = 0
+        self._pending: Deque[Entry] = collections.deque()
+
+    # -- taking entries
+    def _fill(self) -> None:
+        """Read what came after last_id into the pending entries; raise EntriesMissed
+        first when ids were trimmed before we read them (policy "raise")."""
+        r = self.channel.read(self.last_id)
+        before = self.last_id
+        self.last_id = r.last_id
+        self._pending.extend(r.entries)
+        if r.reset:
+            self.resets += 1
+        if r.missed:
+            self.missed += r.missed
+            if self.policy == "raise":
+                first = r.entries[0].id if r.entries else r.last_id + 1
+                raise EntriesMissed(r.missed, before if not r.reset else 0, first,
+                                    self.channel.name)
+
+    def poll(self) -> List[Entry]:
+        """The entries that are there now (maybe none), without waiting."""
+        if not self._pending:
+            self._fill()
+        out = list(self._pending)
+        self._pending.clear()
+        return out
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Entry]:
+        """The next entry, waiting (GIL released) up to ``timeout`` seconds (None:
+        for ever); None when nothing came in time."""
+        deadline = _deadline(timeout)
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            self._fill()
+            if self._pending:
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            self._listener.wait(left)
+
+    async def get_async(self, timeout: Optional[float] = None) -> Optional[Entry]:
+        """``get`` for asyncio: awaits the next entry without blocking the loop."""
+        deadline = _deadline(timeout)
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            self._fill()
+            if self._pending:
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            await self._listener.wait_async(left)
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> Entry:
+        entry = self.get()
+        assert entry is not None  # (no timeout)
+        return entry
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Entry:
+        entry = await self.get_async()
+        assert entry is not None
+        return entry
+
+    # -- lifetime
+    def close(self) -> None:
+        """Give the listener slot back (the channel stays open: it is the caller's)."""
+        self._listener.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._listener.closed
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<Subscription {self.channel.name!r} last_id={self.last_id} "
+                f"missed={self.missed}{' closed' if self.closed else ''}>")
