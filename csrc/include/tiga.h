@@ -418,6 +418,37 @@ TIGA_API int32_t tiga_waitset_size(const tiga_waitset *ws);
 TIGA_API int tiga_waitset_wait(tiga_waitset *ws, int64_t timeout_ms, uint64_t *keys, int32_t cap,
                                int32_t *n);
 
+/* ---------------------------------------------------------------- watchdogs */
+
+/* Noticing work that runs long, without a thread that wakes while nothing
+ * does: a server marks the start and the end of each handler in a slot of
+ * its own numbering (a store each; a kick only after a quiet spell of 0.25
+ * s), and one thread sleeps in tiga_watchdog_wait until a slot has been
+ * busy for stale_us.  The Python server hands a client's reading to a new
+ * thread that way when a sync handler runs long. */
+typedef struct tiga_watchdog tiga_watchdog;
+
+/* A watchdog of `slots` slots (1 to 65536), all idle.  *out owns it. */
+TIGA_API int tiga_watchdog_open(int32_t slots, tiga_watchdog **out);
+
+/* Free it (no thread may be waiting in it).  NULL is a no-op. */
+TIGA_API void tiga_watchdog_close(tiga_watchdog *wd);
+
+/* Work in `slot` begins now / has ended.  Any thread; a slot out of range
+ * is ignored; never blocks. */
+TIGA_API void tiga_watchdog_begin(tiga_watchdog *wd, int32_t slot);
+TIGA_API void tiga_watchdog_end(tiga_watchdog *wd, int32_t slot);
+
+/* End the current (or the next) tiga_watchdog_wait with *slot = -1.  Any thread. */
+TIGA_API void tiga_watchdog_kick(tiga_watchdog *wd);
+
+/* Wait until the work in some slot has gone on for stale_us: TIGA_OK with
+ * that slot in *slot (the same work is reported again only after another
+ * stale_us), TIGA_OK with *slot = -1 after a kick, or TIGA_ETIMEDOUT after
+ * timeout_ms (-1 forever).  Blocks; one waiting thread per watchdog. */
+TIGA_API int tiga_watchdog_wait(tiga_watchdog *wd, int64_t stale_us, int64_t timeout_ms,
+                                int32_t *slot);
+
 /* ---------------------------------------------------------------- invoke envelopes */
 
 /* A response found by tiga_response_find / tiga_response_wait. */
