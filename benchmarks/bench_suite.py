@@ -3,6 +3,10 @@
 Round trips (request/reply between two processes) for tiga_cffi in three profiles,
 multiprocessing.Pipe, an AF_UNIX socket pair, multiprocessing.Queue and pyzmq REQ/REP
 over ipc:// (when pyzmq is installed: `pip install pyzmq`, for the benchmark only);
+asyncio round trips (invoke_async alone and beside 100 idle subscriptions, pyzmq's
+zmq.asyncio REQ/REP), the largest gap of a 1 ms heartbeat task while 1,000
+invoke_async calls are gathered (beside what asyncio itself shows for 1,000 trivial
+calls), and the CPU of a process whose 100 async subscriptions wait idle;
 one-way throughput of 64-byte and 1 MiB messages; CPU per invoke; an idle server's CPU;
 a server's memory with 100 clients and over connect/invoke/exit cycles.
 
@@ -293,6 +297,160 @@ def rr_zmq(d, warm, n):
     return res
 
 
+# ---------------------------------------------------------------- asyncio
+
+def heartbeat_gaps(make_calls, rounds=3):
+    """Largest gap between the ticks of a 1 ms heartbeat task while `make_calls()`
+    (a list of awaitables) is gathered; the worst of `rounds` rounds, in ms."""
+    import asyncio
+
+    async def heartbeat(gaps, stop):
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async def one_round():
+        gaps, stop = [], asyncio.Event()
+        hb = asyncio.ensure_future(heartbeat(gaps, stop))
+        await asyncio.sleep(0.02)
+        gaps.clear()
+        await asyncio.gather(*make_calls())
+        stop.set()
+        await hb
+        return max(gaps) * 1e3
+
+    async def rounds_():
+        return [await one_round() for _ in range(rounds)]
+
+    return rounds_
+
+
+def async_suite(d_fast, d_default, warm, n, idle_seconds):
+    """invoke_async against the fast profile (alone, then with 100 idle async
+    subscriptions waiting in the same process), the heartbeat while 1,000 are
+    gathered (against a default-profile server: a client lagging behind 1,000
+    answers must not meet the fast profile's 10 ms minimum age), what asyncio
+    itself costs for 1,000 trivial gathered calls, and this process's CPU while
+    only the 100 subscriptions wait."""
+    import asyncio
+
+    res: Dict[str, Any] = {}
+    servers = []
+    for d, profile in ((d_fast, "fast"), (d_default, "default")):
+        ready, stop, out = CTX.Event(), CTX.Event(), CTX.Queue()
+        p = CTX.Process(target=tiga_server, args=(d, profile, ready, stop, out))
+        p.start()
+        ready.wait(60)
+        servers.append((p, stop, out))
+    opts = PROFILES["fast"]
+
+    async def timed(call, count):
+        samples = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            await call()
+            samples.append(time.perf_counter() - t0)
+        return stats_us(samples)
+
+    async def main():
+        with tiga_cffi.Client("bench", ipc_directory=d_fast, timeout=30, min_age=opts["min_age"],
+                              spin=opts["spin"]) as c:
+            call = lambda: c.invoke_async("echo", REQ)  # noqa: E731
+            await timed(call, warm)
+            # sync and async in turns on the same client and server, so that where
+            # the scheduler happened to put the processes weighs on both alike
+            sync_s: list = []
+            async_s: list = []
+            for _ in range(4):
+                for _ in range(n // 4):
+                    t0 = time.perf_counter()
+                    c.invoke("echo", REQ)
+                    sync_s.append(time.perf_counter() - t0)
+                for _ in range(n // 4):
+                    t0 = time.perf_counter()
+                    await c.invoke_async("echo", REQ)
+                    async_s.append(time.perf_counter() - t0)
+            res["sync, in turns"] = stats_us(sync_s)
+            res["async alone"] = stats_us(async_s)
+            chans = [tiga_cffi.Channel(f"idle{i}", ipc_directory=d_fast) for i in range(100)]
+            subs = [ch.subscribe() for ch in chans]
+            waits = [asyncio.ensure_future(s.get_async()) for s in subs]
+            await asyncio.sleep(0.2)
+            await timed(call, warm)
+            res["async, 100 idle subscriptions"] = await timed(call, n)
+            c0, t0 = cpu_seconds(), time.monotonic()
+            await asyncio.sleep(idle_seconds)
+            res["idle_cpu_pct_100_subscriptions"] = (
+                100 * (cpu_seconds() - c0) / (time.monotonic() - t0))
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            for sub in subs:
+                sub.close()
+            for ch in chans:
+                ch.close()
+        with tiga_cffi.Client("bench", ipc_directory=d_default, timeout=30) as c:
+            await c.invoke_async("echo", REQ)
+            gaps = heartbeat_gaps(lambda: [c.invoke_async("echo", REQ) for _ in range(1000)])
+            res["heartbeat_max_gap_ms"] = max(await gaps())
+
+        async def trivial():
+            await asyncio.sleep(0)
+            return REPLY
+
+        floor = heartbeat_gaps(lambda: [trivial() for _ in range(1000)])
+        res["heartbeat_max_gap_ms_asyncio_floor"] = max(await floor())
+
+    asyncio.run(main())
+    for p, stop, out in servers:
+        stop.set()
+        out.get(timeout=60)
+        p.join(60)
+    return res
+
+
+def rr_zmq_asyncio(d, warm, n):
+    """pyzmq's asyncio REQ socket against a REP server process, over ipc://."""
+    try:
+        import zmq
+        import zmq.asyncio
+    except ImportError:
+        return None
+    import asyncio
+
+    addr = f"ipc://{d}/zmq-async.sock"
+    ready, out = CTX.Event(), CTX.Queue()
+    p = CTX.Process(target=zmq_server, args=(addr, ready, out))
+    p.start()
+    ready.wait(60)
+    req = REQ.encode()
+
+    async def main():
+        ctx = zmq.asyncio.Context()
+        s = ctx.socket(zmq.REQ)
+        s.connect(addr)
+        samples = []
+        for i in range(warm + n):
+            t0 = time.perf_counter()
+            await s.send(req)
+            await s.recv()
+            if i >= warm:
+                samples.append(time.perf_counter() - t0)
+        await s.send(b"quit")
+        await s.recv()
+        s.close()
+        ctx.term()
+        return stats_us(samples)
+
+    res = asyncio.run(main())
+    out.get(timeout=60)
+    p.join(60)
+    return res
+
+
 # ---------------------------------------------------------------- one-way throughput
 
 def tiga_reader(d, name, count, ready, out):
@@ -503,6 +661,9 @@ def main() -> None:
                                                         64 << 20, 1),
             "1 MiB multiprocessing.Pipe": oneway_pipe(1 << 20, n1m),
         }
+        res_async = async_suite(fresh("afast"), fresh("adefault"), args.warmup, args.samples,
+                                2.0 if args.quick else 10.0)
+        zmq_async = rr_zmq_asyncio(fresh("zmqa"), args.warmup, args.samples)
         res_mem = idle_and_memory(fresh("churn"), 100, args.cycles)
     try:
         import resource  # (POSIX)
@@ -529,6 +690,24 @@ def main() -> None:
         r["cpu_us_per_call"] = cpu
     print_table(rows, ["round trip (2 processes)", "p50 us", "p99 us", "p50/Pipe", "p99/Pipe",
                        "p50/socket", "CPU us/call"])
+    print()
+    arows = [("tiga_cffi invoke (sync, fast; in turns with the next)", res_async["sync, in turns"])]
+    arows += [(f"tiga_cffi invoke_async ({k}, fast)", res_async[k])
+              for k in ("async alone", "async, 100 idle subscriptions")]
+    arows.append(("pyzmq.asyncio REQ/REP ipc://", zmq_async))
+    rows = []
+    sync_turns = res_async["sync, in turns"]
+    for name, r in arows:
+        if r is None:
+            rows.append({"asyncio round trip": name, "p50 us": "not installed"})
+            continue
+        rows.append({"asyncio round trip": name, "p50 us": f"{r['p50']:.1f}",
+                     "p99 us": f"{r['p99']:.1f}",
+                     "p50/sync": f"{r['p50'] / sync_turns['p50']:.2f}"})
+    print_table(rows, ["asyncio round trip", "p50 us", "p99 us", "p50/sync"])
+    for k in ("heartbeat_max_gap_ms", "heartbeat_max_gap_ms_asyncio_floor",
+              "idle_cpu_pct_100_subscriptions"):
+        print(f"{k}: {res_async[k]:.2f}")
     print()
     rows = [{"one-way": k, "msgs/s": f"{v['msgs_per_s']:.0f}", "MiB/s": f"{v['mib_per_s']:.1f}",
              "missed": v["missed"]} for k, v in ow.items()]
@@ -557,7 +736,19 @@ def main() -> None:
         ("CPU per invoke fast <= 1.0 x Pipe", fast["cpu_us_per_call"] / pipe["cpu_us_per_call"],
          1.0),
         ("idle server < 1 % of a core", res_mem["idle_server_cpu_pct"], 1.0),
+        ("async invoke p50 <= 1.5 x sync invoke p50 (fast, in turns)",
+         res_async["async alone"]["p50"] / res_async["sync, in turns"]["p50"], 1.5),
+        ("1,000 gathered invoke_async: heartbeat max gap <= 5 ms",
+         res_async["heartbeat_max_gap_ms"], 5.0),
+        ("invoke_async p50 with 100 idle subscriptions <= 1.2 x without",
+         res_async["async, 100 idle subscriptions"]["p50"] / res_async["async alone"]["p50"],
+         1.2),
+        ("idle CPU with 100 idle async subscriptions < 1 % of a core",
+         res_async["idle_cpu_pct_100_subscriptions"], 1.0),
     ]
+    if zmq_async is not None:
+        targets.append(("async invoke p50 <= 0.5 x zmq.asyncio REQ/REP",
+                        res_async["async alone"]["p50"] / zmq_async["p50"], 0.5))
     print()
     verdicts = []
     for name, value, bound in targets:
@@ -567,8 +758,8 @@ def main() -> None:
     print(f"(benchmark process max RSS {maxrss})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"round_trip": rt, "one_way": ow, "memory": res_mem,
-                       "targets": verdicts}, f, indent=2)
+            json.dump({"round_trip": rt, "one_way": ow, "memory": res_mem, "asyncio": res_async,
+                       "zmq_asyncio": zmq_async, "targets": verdicts}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Publish/subscribe with tiga_write / tiga_read and a follower woken by the writes.
+"""Publish/subscribe: tiga_write, and a follower that subscribes to the channel.
 
     python examples/pubsub.py follow [IPC_DIR] [COUNT]   # prints COUNT messages, then exits
     python examples/pubsub.py publish [IPC_DIR] [COUNT]  # publishes COUNT messages
@@ -20,20 +20,15 @@ def publish(ipc_dir, count):
 
 
 def follow(ipc_dir, count):
-    last = tiga_cffi.tiga_read(CHANNEL, ipc_directory=ipc_dir).last_id
-    seen = 0
-    with tiga_cffi.create_tiga_notification_listener(CHANNEL, ipc_directory=ipc_dir) as lst:
+    with tiga_cffi.Channel(CHANNEL, ipc_directory=ipc_dir) as ch, \
+            ch.subscribe(missed="count") as sub:  # from now on, woken by each write
         print("following", flush=True)
-        while seen < count:
-            r = tiga_cffi.tiga_read(CHANNEL, ipc_directory=ipc_dir, last_id=last)
-            for e in r.entries:
-                print(f"{e.id}: {e.text}", flush=True)
-                seen += 1
-            if r.missed:
-                print(f"missed {r.missed}", flush=True)
-            last = r.last_id
-            if seen < count:
-                lst.wait(5)
+        for seen, e in enumerate(sub, 1):
+            print(f"{e.id}: {e.text}", flush=True)
+            if seen == count:
+                break
+        if sub.missed:
+            print(f"missed {sub.missed}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import tiga_cffi
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -26,6 +28,17 @@ def test_echo_server_and_clients(ipc_dir, tmp_path):
                            capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
         assert a.returncode == 0, a.stderr
         assert a.stdout.splitlines() == [f"call {i}" for i in range(5)]
+    finally:
+        srv.terminate()
+        srv.communicate(timeout=20)
+
+
+def test_asyncio_server(ipc_dir, tmp_path):
+    srv = start("asyncio_server.py", str(ipc_dir), cwd=str(tmp_path))
+    try:
+        assert "serving" in srv.stdout.readline()
+        with tiga_cffi.Client("reverse", ipc_directory=ipc_dir, timeout=20) as c:
+            assert c.invoke("r", "stressed") == "desserts"
     finally:
         srv.terminate()
         srv.communicate(timeout=20)

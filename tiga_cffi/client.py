@@ -531,9 +531,10 @@ class Endpoint:
         _draining): write it and spin a little (the GIL released) in one C call, in
         case the answer comes at once, as it does from a server that is waiting.
         Returns the Response, or the _AsyncCall whose future the waiter will
-        complete. The spin is left out after it found nothing, for 2, 4, 8, then
-        16 invokes, so a slow server costs the loop one spin (ASYNC_SPIN_US) in 16
-        invokes."""
+        complete. After two spins in a row that found nothing, the spin is left
+        out for 2, 4, 8, then 16 invokes, so a slow server costs the loop about
+        one spin (ASYNC_SPIN_US) in 16 invokes, and a fast one that was late
+        once (descheduled) costs nothing more."""
         try:
             try:
                 packed: bytes = msgpack.packb(data)  # pyright: ignore[reportAssignmentType]
@@ -568,9 +569,10 @@ class Endpoint:
                     check(rc)
             finally:
                 lib.tiga_response_clear(out)
-            if spin:  # leave the spin out for the next 2, 4, 8, 16 invokes
-                self._spin_misses = min(self._spin_misses + 1, 4)
-                self._spin_skip = 1 << self._spin_misses
+            if spin:  # two misses in a row: leave it out for the next 2, 4, 8, 16 invokes
+                self._spin_misses = min(self._spin_misses + 1, 5)
+                if self._spin_misses >= 2:
+                    self._spin_skip = 1 << (self._spin_misses - 1)
             call = _AsyncCall(method, data, timeout, loop)
             self._register(call, ffi.string(idbuf).decode("ascii"), eid[0])
             self._ensure_watch()
