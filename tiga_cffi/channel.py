@@ -103,6 +103,8 @@ class ChannelInfo(NamedTuple):
     live_listeners: int
     resets: int = 0  # times this handle saw the log's ids go back (a peer reset it)
     high_id: int = 0  # the highest id this handle has seen; its writes issue ids above it
+    subscribers: int = 0  # live declared subscribers (subscribe(durable=True))
+    lowest_position: int = -1  # the last id the slowest of them has read (-1: none)
 
 
 def fs_directory(ipc_directory: Any) -> str:
@@ -183,6 +185,7 @@ def make_options(
     write_timeout: Optional[float] = None,
     mode: Optional[int] = None,
     private: bool = False,
+    read_min_age: Optional[float] = None,
 ) -> Any:
     opt = ffi.new("tiga_channel_options *")
     lib.tiga_channel_options_init(opt)
@@ -202,6 +205,7 @@ def make_options(
     opt.create_dir = 1 if create_dir else 0
     opt.mode = check_mode(mode)
     opt.private_files = 1 if private else 0
+    opt.read_min_age_ms = _seconds_to_ms(read_min_age, "read_min_age", -1)
     return opt
 
 
@@ -258,6 +262,7 @@ def _entry_layout() -> Optional[str]:
 
 
 _ENTRY_FORMAT = _entry_layout()
+BIG_READ = 1 << 18  # a read result of this many bytes, in entries of 4 KiB or more on average
 
 
 def _entries_of(res: Any) -> List[Entry]:
@@ -267,7 +272,9 @@ def _entries_of(res: Any) -> List[Entry]:
     n = res.count
     if n == 0:
         return []
-    if _ENTRY_FORMAT is None:
+    if _ENTRY_FORMAT is None or (res.bytes_len >= BIG_READ and res.bytes_len >= n * 4096):
+        # big entries: each message copied once, straight from C's result (the
+        # one copy of all the bytes that small entries share would be a second)
         return _entries_by_field(res)
     raw = ffi.buffer(res.entries, n * ffi.sizeof("tiga_entry"))[:]
     blob = ffi.buffer(res.bytes, res.bytes_len)[:]
@@ -324,6 +331,13 @@ class Channel:
     channel with a group on purpose (SECURITY.md). Existing files keep their modes.
     private: refuse channel files another user owns (for a private directory).
     A channel file that is a symbolic link is always refused (TigaOSError, ELOOP).
+    read_min_age (seconds; default: min_age): with declared subscribers
+    (``subscribe(durable=True)``), this object's writes keep every entry a live
+    declared subscriber has not read, whatever its age, up to the capacity (then a
+    write waits up to ``write_timeout``, or raises ChannelFull), and trim the entries
+    all of them have read once they are read_min_age old. The default keeps those
+    for min_age, for readers that declare nothing (the peers); 0 trims them at once
+    (say so when every reader declares itself).
     """
 
     def __init__(
@@ -340,12 +354,13 @@ class Channel:
         write_timeout: Optional[float] = None,
         mode: Optional[int] = None,
         private: bool = False,
+        read_min_age: Optional[float] = None,
     ) -> None:
         nb = name_bytes(name)
         self.name = name
         self.ipc_directory = fs_directory(ipc_directory)
         opt = make_options(capacity, min_age, reader_grace, lock_timeout, flush, create_dir,
-                           write_timeout, mode, private)
+                           write_timeout, mode, private, read_min_age)
         directory = self.ipc_directory.encode()
 
         def open_channel() -> Any:
@@ -462,11 +477,15 @@ class Channel:
     def info(self) -> ChannelInfo:
         """The channel's numbers now (reads and verifies the payload): version word,
         capacity, payload size, last id, retained entries and the oldest one's id, the
-        form (schema version, None for plain), live listeners, resets seen, high id."""
+        form (schema version, None for plain), live listeners, resets seen, high id,
+        live declared subscribers and the lowest position among them."""
         info = ffi.new("tiga_channel_info *")
         live = ffi.new("int32_t *")
+        subs = ffi.new("int32_t *")
+        lowest = ffi.new("int64_t *")
         check(self._handle.call(lib.tiga_channel_info_get, info))
         check(self._handle.call(lib.tiga_channel_live_listeners, live))
+        check(self._handle.call(lib.tiga_channel_subscribers, subs, lowest))
         return ChannelInfo(
             self.name,
             info.version,
@@ -479,6 +498,8 @@ class Channel:
             live[0],
             info.resets,
             info.high_id,
+            subs[0],
+            lowest[0],
         )
 
     def linked(self) -> bool:
@@ -502,14 +523,16 @@ class Channel:
         return int(woken[0])
 
     def subscribe(self, last_id: Optional[int] = None, *, missed: str = "raise",
-                  spin: float = 50e-6) -> Subscription:
+                  durable: bool = False, spin: float = 50e-6) -> Subscription:
         """Follow this channel: a Subscription yields its entries as they arrive
         (``for entry in ...`` or ``async for entry in ...``), after ``last_id``
         (None: after what is there now), and reports entries trimmed before it read
-        them (EntriesMissed) instead of hiding them."""
+        them (EntriesMissed) instead of hiding them. ``durable``: declare the
+        subscriber, so that our writers keep what it has not read yet (see
+        Subscription)."""
         from .subscription import Subscription
 
-        return Subscription(self, last_id, missed=missed, spin=spin)
+        return Subscription(self, last_id, missed=missed, durable=durable, spin=spin)
 
     def _raw(self) -> OwnedHandle:
         return self._handle

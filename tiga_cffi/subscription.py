@@ -8,7 +8,9 @@ import collections
 import time
 from typing import Any, Deque, List, Optional
 
-from ._errors import EntriesMissed, InvalidArgument
+from ._errors import EntriesMissed, InvalidArgument, check
+from ._handle import OwnedHandle
+from ._tiga import ffi, lib
 from .channel import Channel, Entry, _check_last_id
 from .notify import DEFAULT_SPIN, NotificationListener, _deadline
 
@@ -31,26 +33,60 @@ class Subscription:
     the entries after the gap; with ``missed="count"`` they are only counted in
     ``missed``. ``resets`` counts logs that went back (a peer reset the channel):
     the subscription then goes on from the new log's start.
+
+    ``durable=True`` declares the subscriber: it publishes the last id it has read
+    in the channel's subscribers file (``tiga_<name>_subs``, ours; the peers never
+    open it), and our writers keep every entry it has not read yet, whatever its
+    age, up to the channel's capacity (a writer then waits within its
+    ``write_timeout``, or raises ChannelFull), so it misses nothing while the
+    capacity holds. Entries all declared subscribers have read go after the
+    writer's ``read_min_age`` (min_age by default; 0 when every reader declares
+    itself). A subscriber whose process dies is let go of within 0.25 s, or at
+    once when a write would not fit. 128 declared subscribers per channel at most.
+    Positions are published as entries are read into this object (one store per
+    read), so an entry the process took in is never kept back for it.
     """
 
     def __init__(self, channel: Channel, last_id: Optional[int] = None, *,
-                 missed: str = "raise", spin: float = DEFAULT_SPIN) -> None:
+                 missed: str = "raise", durable: bool = False,
+                 spin: float = DEFAULT_SPIN) -> None:
         if missed not in MISSED_POLICIES:
             raise InvalidArgument(f"missed must be one of {MISSED_POLICIES}, not {missed!r}")
         if last_id is not None:
             _check_last_id(last_id)
         self.channel = channel
         self.policy = missed
-        self._listener = NotificationListener(channel.name, ipc_directory=channel.ipc_directory,
-                                              spin=spin)
-        try:
-            self.last_id: int = channel.info().last_id if last_id is None else last_id
-        except BaseException:
-            self._listener.close()
-            raise
+        self.durable = bool(durable)
+        self.last_id: int = channel.info().last_id if last_id is None else last_id
         self.missed = 0
         self.resets = 0
         self._pending: Deque[Entry] = collections.deque()
+        self._sub: Optional[OwnedHandle] = None
+        self._published = -1
+        if self.durable:
+            # the declaration first: writers notice it when the listener (below)
+            # takes its slot, and keep from our position on
+            self._sub = OwnedHandle(self._declare, lib.tiga_subscriber_close,
+                                    f"subscriber of {channel.name!r}")
+            self._published = self.last_id
+        try:
+            self._listener = NotificationListener(channel.name,
+                                                  ipc_directory=channel.ipc_directory, spin=spin)
+        except BaseException:
+            if self._sub is not None:
+                self._sub.close()
+            raise
+
+    def _declare(self) -> Any:
+        out = ffi.new("tiga_subscriber **")
+        pos = self.last_id
+        check(self.channel._raw().call(lambda h: lib.tiga_subscriber_open(h, pos, out)))
+        return out[0]
+
+    @property
+    def slot(self) -> int:
+        """The declared subscriber's slot in the subscribers file (-1: not durable)."""
+        return -1 if self._sub is None else int(self._sub.call(lib.tiga_subscriber_slot))
 
     # -- taking entries
     def _fill(self) -> None:
@@ -60,6 +96,9 @@ class Subscription:
         before = self.last_id
         self.last_id = r.last_id
         self._pending.extend(r.entries)
+        if self._sub is not None and r.last_id != self._published:
+            check(self._sub.call(lib.tiga_subscriber_set, r.last_id))
+            self._published = r.last_id
         if r.reset:
             self.resets += 1
         if r.missed:
@@ -124,8 +163,11 @@ class Subscription:
 
     # -- lifetime
     def close(self) -> None:
-        """Give the listener slot back (the channel stays open: it is the caller's)."""
+        """Give the listener slot back, and the subscriber slot of a durable one (the
+        channel stays open: it is the caller's)."""
         self._listener.close()
+        if self._sub is not None:
+            self._sub.close()
 
     @property
     def closed(self) -> bool:

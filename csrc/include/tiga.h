@@ -78,6 +78,9 @@ enum tiga_limits {
      * proportion to payloads, never to file sizes. */
     TIGA_MIN_CAPACITY = 1024,
     TIGA_MAX_CAPACITY = 1073741824,
+    TIGA_SUBS_SLOTS = 128,          /* declared subscribers per channel (tiga_<name>_subs) */
+    TIGA_SUBS_SLOT_SIZE = 64,
+    TIGA_SUBS_SIZE = 8256,          /* 64-byte header and the slots */
     TIGA_INSTANCE_LEN = 36,
     TIGA_MAX_NAME_BYTES = 255
 };
@@ -142,6 +145,11 @@ typedef struct tiga_channel_options {
                                  Existing files and directories keep theirs. */
     int32_t private_files;    /* non-zero: refuse channel files another user owns (for a
                                  private directory); symbolic links are always refused */
+    int64_t read_min_age_ms;  /* entries every live declared subscriber has read are kept
+                                 this long (for readers that declare nothing, such as the
+                                 peers); -1 (default) = min_age_ms, 0 = trimmed once read.
+                                 Entries a declared subscriber has not read are kept
+                                 whatever their age, up to the capacity. */
 } tiga_channel_options;
 
 /* One message to append.  media_type NULL means nil. */
@@ -372,6 +380,39 @@ TIGA_API int tiga_listener_wait(tiga_listener *l, int64_t timeout_ms, int64_t sp
 /* Wait until channel `ch` has a live listener, within timeout_ms.
  * Returns TIGA_OK, TIGA_ENOTREADY (timeout) or TIGA_EINTR. */
 TIGA_API int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms);
+
+/* ---------------------------------------------------------------- declared subscribers */
+
+/* A declared subscriber publishes the last id it has read in the channel's
+ * fifth file, tiga_<name>_subs (ours: the peers never open it; see
+ * PROTOCOL-NOTES).  Our writers then keep every entry it has not read yet,
+ * whatever its age, up to the capacity (then a write waits, within
+ * write_timeout_ms, or fails with TIGA_EFULL), and trim entries that every
+ * live declared subscriber has read once they are read_min_age_ms old.  A
+ * subscriber whose process died is let go of within 0.25 s, or at once when a
+ * write would not fit.  Writers notice the first subscriber of a channel at
+ * their next write when it also registers a listener (Python's subscriptions
+ * do), within 10 ms otherwise. */
+typedef struct tiga_subscriber tiga_subscriber;
+
+/* Declare a subscriber of ch's channel that has read up to `position` (the
+ * subscribers file is created when missing, with ch's mode).  TIGA_ENOSLOT
+ * when all 128 slots are held by live processes.  *out owns the slot. */
+TIGA_API int tiga_subscriber_open(tiga_channel *ch, int64_t position, tiga_subscriber **out);
+
+/* Give the slot back (writers stop keeping entries for it).  NULL no-op. */
+TIGA_API void tiga_subscriber_close(tiga_subscriber *s);
+
+/* Publish the last id read.  A store; TIGA_ENOTREADY when a writer took
+ * this subscriber for dead and gave its slot to another (open a new one). */
+TIGA_API int tiga_subscriber_set(tiga_subscriber *s, int64_t position);
+
+/* The subscriber's slot (0..127). */
+TIGA_API int32_t tiga_subscriber_slot(const tiga_subscriber *s);
+
+/* *live = declared subscribers alive now (dead ones are let go of),
+ * *lowest = the lowest position among them (-1 when there is none). */
+TIGA_API int tiga_channel_subscribers(tiga_channel *ch, int32_t *live, int64_t *lowest);
 
 /* ---------------------------------------------------------------- wait sets */
 

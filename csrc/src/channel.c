@@ -28,6 +28,7 @@ void tiga_channel_options_init(tiga_channel_options *o)
     o->write_timeout_ms = 0;
     o->mode = 0600;
     o->private_files = 0;
+    o->read_min_age_ms = -1;
 }
 
 int64_t tiga_now_ns(void) { return plat_now_ns(); }
@@ -182,8 +183,11 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
     if (o.min_age_ms < 0 || o.reader_grace_ms < 0 || o.write_timeout_ms < 0)
         return tiga_fail(TIGA_EINVAL,
                          "min_age_ms, reader_grace_ms and write_timeout_ms must not be negative");
+    if (o.read_min_age_ms < -1)
+        return tiga_fail(TIGA_EINVAL, "read_min_age_ms must be -1 (min_age_ms) or more");
     if (o.min_age_ms > TIGA_MAX_MS || o.reader_grace_ms > TIGA_MAX_MS ||
-        o.write_timeout_ms > TIGA_MAX_MS || o.lock_timeout_ms > TIGA_MAX_MS)
+        o.write_timeout_ms > TIGA_MAX_MS || o.lock_timeout_ms > TIGA_MAX_MS ||
+        o.read_min_age_ms > TIGA_MAX_MS)
         return tiga_fail(TIGA_EINVAL, "a time option is above %lld ms (about 73 years)",
                          (long long)TIGA_MAX_MS);
 
@@ -291,6 +295,7 @@ void tiga_channel_close(tiga_channel *ch)
 {
     if (!ch)
         return;
+    ch_subs_close(ch);
     plat_unmap((void *)ch->version, TIGA_STATE_SIZE);
     plat_wakeups_close(ch->wakeups);
     plat_unmap(ch->slots, TIGA_NOTIFY_SIZE);
@@ -819,9 +824,24 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
         ch->own_valid[0] = ch->own_valid[1] = false;
     int64_t fid = 0;
     bool moved = true;
+    /* declared subscribers: the first id one of them has not read */
+    int64_t last = ch->cache.len ? ch->cache.h.last_id : 0, keep_from = 0;
+    int32_t subs_live = 0;
+    ch_subs_keep_from(ch, last, false, &keep_from, &subs_live);
+    int64_t read_age = (ch->opt.read_min_age_ms < 0 ? ch->opt.min_age_ms
+                                                    : ch->opt.read_min_age_ms) * 1000000;
     rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
-                       ch->opt.min_age_ms * 1000000, ch->ack_id, ch->high_id, ch->capacity, &fid,
-                       &moved);
+                       ch->opt.min_age_ms * 1000000, ch->ack_id, ch->high_id, keep_from, read_age,
+                       ch->capacity, &fid, &moved);
+    if (rc == TIGA_EFULL && keep_from > 0) {
+        /* a subscriber that died holds entries back: let go of the dead now */
+        int64_t was = keep_from;
+        ch_subs_keep_from(ch, last, true, &keep_from, &subs_live);
+        if (keep_from != was)
+            rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
+                               ch->opt.min_age_ms * 1000000, ch->ack_id, ch->high_id, keep_from,
+                               read_age, ch->capacity, &fid, &moved);
+    }
     if ((rc == TIGA_EFULL || rc == TIGA_ETOOBIG) && fsize > ch->capacity) {
         /* the files grew since we mapped them: use the room */
         uint64_t was = ch->capacity;
@@ -829,14 +849,16 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
         snprintf(why, sizeof why, "%s", tiga_last_error());
         if (grow_mapping(ch) == 0 && ch->capacity > was)
             rc = lb_buf_append(&ch->cache, msgs, n, ch->instance, plat_now_ns(),
-                               ch->opt.min_age_ms * 1000000, ch->ack_id, ch->high_id,
-                               ch->capacity, &fid, &moved);
+                               ch->opt.min_age_ms * 1000000, ch->ack_id, ch->high_id, keep_from,
+                               read_age, ch->capacity, &fid, &moved);
         else
             tiga_fail(rc, "%s", why);
     }
     if (rc == TIGA_EFULL) {
+        /* when it is aged out, the oldest entry goes; entries a subscriber has not
+         * read go when it reads them: no time to wait for (INT64_MIN) */
         *oldest_ts = INT64_MIN;
-        if (ch->cache.len && ch->cache.h.count) {
+        if (ch->cache.len && ch->cache.h.count && keep_from == 0) {
             lb_entry e;
             size_t off = ch->cache.h.entries_off;
             if (lb_next_entry(ch->cache.mem + ch->cache.start, ch->cache.len, &off, &e,

@@ -83,6 +83,7 @@ typedef struct lb_buf {
     int64_t *seen;
     size_t pos_cap, head, cnt;
     size_t old_cnt;          /* leading entries known to be trimmable */
+    int64_t rule_keep, rule_age; /* the trim rule old_cnt was found under */
     uint64_t deferred;       /* trimmable bytes summed over appends since a trim */
     int64_t first_id;        /* id of entry 0 */
     int64_t max_id;          /* the highest entry id indexed since the last reset */
@@ -140,9 +141,13 @@ int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out);
 /* Append msgs to the payload in b in place (trim, write entries after the
  * last one, rewrite the header right before the first retained entry). */
 /* floor_id: the new entries get ids above it too (a writer never issues an
- * id at or below one it has seen, even when a peer's log went back). */
+ * id at or below one it has seen, even when a peer's log went back).
+ * keep_from > 0 (declared subscribers): entries with id >= keep_from are
+ * never trimmed, and those below it once read_age_ns old (or acknowledged);
+ * 0: entries older than min_age_ns (or acknowledged) may go. */
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
                   int64_t now_ns, int64_t min_age_ns, int64_t ack_id, int64_t floor_id,
+                  int64_t keep_from, int64_t read_age_ns,
                   uint64_t capacity, int64_t *first_id, bool *moved);
 /* The time entry k's age is measured from (see foreign_clocks). */
 int64_t lb_buf_entry_time(const lb_buf *b, size_t k, const lb_entry *e, const char *instance);
@@ -183,6 +188,20 @@ typedef struct tiga_slot {
 
 struct tiga_channel;
 int tiga_notify_signal(struct tiga_channel *ch, int32_t *woken);
+/* A slot owner's token, and whether the owner of a slot (pid, start, token as
+ * found in a file) is alive: shared by listener and subscriber slots. */
+int64_t tiga_owner_token(int32_t pid, int64_t start);
+bool tiga_owner_alive(int32_t pid, int64_t start, int64_t token);
+
+/* ---- declared subscribers (subs.c) */
+typedef struct tiga_subs tiga_subs;
+/* The first id a live declared subscriber has not read (0: no subscriber,
+ * the minimum age alone decides), for the log whose last id is last_id, and
+ * how many live subscribers there are.  Sweeps dead ones every 0.25 s, or now
+ * when force_sweep.  Caller holds ch->lock. */
+int ch_subs_keep_from(struct tiga_channel *ch, int64_t last_id, bool force_sweep,
+                      int64_t *keep_from, int32_t *live);
+void ch_subs_close(struct tiga_channel *ch);
 int tiga_notify_live(tiga_slot *slots, int32_t *live);
 
 /* ---- channel internals shared with notify.c */
@@ -225,6 +244,11 @@ struct tiga_channel {
     bool own_valid[2];
     size_t own_len[2];
     int64_t ack_id;              /* entries with id <= ack_id may be trimmed at any age */
+    /* declared subscribers: their file (NULL: none found yet), and when and
+     * under which notify signature it was last looked for, swept */
+    tiga_subs *subs;
+    uint64_t subs_sig;
+    int64_t subs_looked, subs_swept;
     /* group commit: appends of this handle's threads waiting for a writer */
     plat_mutex gq_lock;
     ch_pending *gq_head, *gq_tail;

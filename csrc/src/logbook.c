@@ -796,6 +796,7 @@ static int64_t sub_sat(int64_t a, int64_t b)
 
 int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *instance,
                   int64_t now_ns, int64_t min_age_ns, int64_t ack_id, int64_t floor_id,
+                  int64_t keep_from, int64_t read_age_ns,
                   uint64_t capacity, int64_t *first_id, bool *moved)
 {
     if (n == 0)
@@ -827,15 +828,25 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     int64_t new_last = base + (int64_t)n;
 
     /* Extend the run of leading entries known to be trimmable: older than the
-     * minimum age, or acknowledged.  Both only grow with time, so the scan
-     * resumes where it stopped (amortised O(1) per append). */
-    int64_t cutoff = sub_sat(now_ns, min_age_ns);
+     * minimum age, or acknowledged; with declared subscribers, read by all of
+     * them and older than the read age.  These only grow with time (and with
+     * the subscribers' positions), so the scan resumes where it stopped
+     * (amortised O(1) per append); a rule that may have shrunk the run (a new
+     * subscriber further back, another age) starts it again. */
+    int64_t age = keep_from > 0 ? read_age_ns : min_age_ns;
+    if (age != b->rule_age || keep_from < b->rule_keep || (keep_from > 0) != (b->rule_keep > 0))
+        b->old_cnt = 0;
+    b->rule_age = age;
+    b->rule_keep = keep_from;
+    int64_t cutoff = sub_sat(now_ns, age);
     while (b->old_cnt < b->cnt) {
         lb_entry e;
         size_t off = b->pos[b->head + b->old_cnt] - b->start;
         int rc = lb_next_entry(p, b->len, &off, &e, false);
         if (rc)
             return rc;
+        if (keep_from > 0 && e.id >= keep_from)
+            break; /* not read by every declared subscriber yet */
         if (lb_buf_entry_time(b, b->old_cnt, &e, instance) >= cutoff && e.id > ack_id)
             break;
         b->old_cnt++;
@@ -902,10 +913,18 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
     size_t kept = b->len - keep;
     size_t new_len = hl + kept + add;
     if (new_len > capacity)
-        return tiga_fail(TIGA_EFULL,
-                         "the new entries (%zu bytes) do not fit beside the %u retained "
-                         "entries (%zu bytes) younger than the minimum age; capacity %llu",
-                         add, count, kept, (unsigned long long)capacity);
+        return keep_from > 0
+                   ? tiga_fail(TIGA_EFULL,
+                               "the new entries (%zu bytes) do not fit beside the %u retained "
+                               "entries (%zu bytes) that a declared subscriber has not read "
+                               "(the slowest has read up to id %lld) or that are younger than "
+                               "the read minimum age; capacity %llu",
+                               add, count, kept, (long long)(keep_from - 1),
+                               (unsigned long long)capacity)
+                   : tiga_fail(TIGA_EFULL,
+                               "the new entries (%zu bytes) do not fit beside the %u retained "
+                               "entries (%zu bytes) younger than the minimum age; capacity %llu",
+                               add, count, kept, (unsigned long long)capacity);
 
     int rc = lb_buf_reserve(b, new_len);
     if (rc)
@@ -1128,8 +1147,8 @@ int tiga_logbook_append(const uint8_t *old, size_t old_len, const tiga_message *
         if ((rc = lb_buf_validate(&b)))
             goto done;
     }
-    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, 0, 0, capacity, NULL,
-                            NULL)))
+    if ((rc = lb_buf_append(&b, msgs, n, instance, now_ns, min_age_ns, 0, 0, 0, 0, capacity,
+                            NULL, NULL)))
         goto done;
     uint8_t *res = malloc(b.len ? b.len : 1);
     if (!res) {

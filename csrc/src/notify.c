@@ -23,7 +23,7 @@ static uint32_t marker_of(int64_t start)
     return (uint32_t)(s ^ (s >> 32));
 }
 
-static int64_t token_of(int32_t pid, int64_t start)
+int64_t tiga_owner_token(int32_t pid, int64_t start)
 {
     if (pid <= 0)
         pid = 1;
@@ -49,10 +49,8 @@ int tiga_process_alive(int32_t pid, int64_t owner_start)
     return d <= (uint64_t)START_TOLERANCE;
 }
 
-static bool slot_alive(tiga_slot *s, int64_t token)
+bool tiga_owner_alive(int32_t pid, int64_t start, int64_t token)
 {
-    int32_t pid = atomic_load(&s->owner_pid);
-    int64_t start = atomic_load(&s->owner_start);
     if (pid != 0)
         return tiga_process_alive(pid, start) != 0;
     /* Fields not (yet) written: decode the token. */
@@ -64,6 +62,11 @@ static bool slot_alive(tiga_slot *s, int64_t token)
         return true;
     int64_t actual = plat_process_start_ticks(pid);
     return actual == 0 || marker_of(actual) == marker;
+}
+
+static bool slot_alive(tiga_slot *s, int64_t token)
+{
+    return tiga_owner_alive(atomic_load(&s->owner_pid), atomic_load(&s->owner_start), token);
 }
 
 static void clear_slot(tiga_slot *s, int64_t token)
@@ -221,7 +224,7 @@ int tiga_listener_open(const char *dir, const char *name, const tiga_channel_opt
     }
     l->pid = plat_getpid();
     l->start = plat_process_start_ticks(l->pid);
-    l->token = token_of(l->pid, l->start);
+    l->token = tiga_owner_token(l->pid, l->start);
     l->idle_ms = 1;
     if ((rc = take_slot(l))) {
         tiga_channel_close(l->ch);
