@@ -470,6 +470,163 @@ def tiga_reader(d, name, count, ready, out):
     out.put((time.perf_counter(), nbytes, missed))
 
 
+def durable_reader(d, name, count, ready, out):
+    """A declared subscriber: writers keep what it has not read."""
+    with tiga_cffi.Channel(name, ipc_directory=d) as ch, \
+            ch.subscribe(last_id=0, durable=True, missed="count") as sub:
+        ready.set()
+        got, nbytes = 0, 0
+        while got + sub.missed < count:
+            batch = sub.poll()
+            if not batch:
+                e = sub.get(5.0)
+                if e is None:
+                    break
+                batch = [e]
+            got += len(batch)
+            for e in batch:
+                nbytes += len(e.message)
+        out.put((time.perf_counter(), nbytes, sub.missed))
+
+
+def oneway_durable(d, name, size, count, capacity, batch=1):
+    """One declared subscriber; the writer trims what it has read at once
+    (read_min_age 0: no reader that declares nothing)."""
+    count -= count % batch
+    ready, out = CTX.Event(), CTX.Queue()
+    tiga_cffi.Channel(name, ipc_directory=d, capacity=capacity).close()
+    p = CTX.Process(target=durable_reader, args=(d, name, count, ready, out))
+    p.start()
+    ready.wait(60)
+    msg = b"m" * size
+    with tiga_cffi.Channel(name, ipc_directory=d, min_age=0.01, read_min_age=0,
+                           write_timeout=30) as ch:
+        t0 = time.perf_counter()
+        if batch > 1:
+            for _ in range(count // batch):
+                ch.write_many([msg] * batch)
+        else:
+            for _ in range(count):
+                ch.write(msg)
+    t_end, nbytes, missed = out.get(timeout=300)
+    p.join(60)
+    dt = t_end - t0
+    return {"msgs_per_s": (count - missed) / dt, "mib_per_s": nbytes / dt / 2**20,
+            "missed": missed}
+
+
+def socket_reader(sock, size, count, out):
+    buf = bytearray(size)
+    view = memoryview(buf)
+    nbytes = 0
+    for _ in range(count):
+        got = 0
+        while got < size:
+            got += sock.recv_into(view[got:], size - got)
+        nbytes += len(bytes(buf))  # a message object of its own, as a reader hands on
+    out.put((time.perf_counter(), nbytes, 0))
+
+
+def oneway_socket(size, count):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    out = CTX.Queue()
+    p = CTX.Process(target=socket_reader, args=(b, size, count, out))
+    p.start()
+    b.close()
+    time.sleep(0.3)
+    msg = b"m" * size
+    t0 = time.perf_counter()
+    for _ in range(count):
+        a.sendall(msg)
+    t_end, nbytes, _ = out.get(timeout=300)
+    p.join(60)
+    a.close()
+    dt = t_end - t0
+    return {"msgs_per_s": count / dt, "mib_per_s": nbytes / dt / 2**20, "missed": 0}
+
+
+def stop_reader(d, name, ready, out, stop):
+    """A declared subscriber that reports (time, entries so far) every 50 ms."""
+    with tiga_cffi.Channel(name, ipc_directory=d) as ch, \
+            ch.subscribe(last_id=0, durable=True, missed="count") as sub:
+        ready.set()
+        got, ids, marks, next_mark = 0, [], [], time.monotonic()
+        while not stop.is_set():
+            e = sub.get(0.02)
+            for x in ([e] if e is not None else []) + sub.poll():
+                got += 1
+                ids.append(x.id)
+            now = time.monotonic()
+            if now >= next_mark:
+                marks.append((now, got))
+                next_mark = now + 0.05
+        consecutive = ids == list(range(ids[0], ids[0] + len(ids))) if ids else True
+        out.put((marks, got, sub.missed, consecutive))
+
+
+def stopped_subscriber(d, rate, size, seconds, stop_at, stop_for, capacity):
+    """Four declared subscribers of one paced writer; the first is SIGSTOPped for
+    stop_for seconds. Returns each other subscriber's rate while it was stopped
+    against its rate in the same span before, and what the stopped one got."""
+    import signal as sig
+
+    name = "stop"
+    tiga_cffi.Channel(name, ipc_directory=d, capacity=capacity).close()
+    procs = []
+    stop = CTX.Event()
+    for _ in range(4):
+        ready, out = CTX.Event(), CTX.Queue()
+        p = CTX.Process(target=stop_reader, args=(d, name, ready, out, stop))
+        p.start()
+        ready.wait(60)
+        procs.append((p, out))
+    msg = b"m" * size
+    n = int(rate * seconds)
+    t_stop = t_cont = 0.0
+    with tiga_cffi.Channel(name, ipc_directory=d, min_age=0.01, read_min_age=0,
+                           write_timeout=30) as ch:
+        t0 = time.monotonic()
+        for i in range(n):
+            due = t0 + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.monotonic()
+            if not t_stop and now - t0 >= stop_at:
+                os.kill(procs[0][0].pid, sig.SIGSTOP)
+                t_stop = time.monotonic()
+            if t_stop and not t_cont and now - t_stop >= stop_for:
+                os.kill(procs[0][0].pid, sig.SIGCONT)
+                t_cont = time.monotonic()
+            ch.write(msg)
+        writer_s = time.monotonic() - t0
+        if not t_cont:
+            os.kill(procs[0][0].pid, sig.SIGCONT)
+            t_cont = time.monotonic()
+        time.sleep(1.0)  # the resumed one catches up
+    stop.set()
+    results = [out.get(timeout=120) for _, out in procs]
+    for p, _ in procs:
+        p.join(60)
+
+    def rate_in(marks, a, b):
+        inside = [(t, g) for t, g in marks if a <= t <= b]
+        if len(inside) < 2:
+            return 0.0
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    span = t_cont - t_stop
+    ratios = []
+    for marks, _, _, _ in results[1:]:
+        before = rate_in(marks, t_stop - span, t_stop)
+        during = rate_in(marks, t_stop, t_cont)
+        ratios.append(during / before if before else 0.0)
+    _, got, missed, consecutive = results[0]
+    return {"writes": n, "writer_rate": n / writer_s, "stopped_s": span,
+            "others_rate_ratio_min": min(ratios), "stopped_got": got,
+            "stopped_missed": missed, "stopped_in_order": consecutive}
+
+
 def pipe_reader(conn, count, out):
     nbytes = 0
     for _ in range(count):
@@ -656,11 +813,18 @@ def main() -> None:
             "64 B tiga_cffi fast": oneway_tiga(fresh("ow1"), "ow", 64, n64, 1 << 20, 1),
             "64 B tiga_cffi write_many(64)": oneway_tiga(fresh("ow2"), "ow", 64, n64, 1 << 20,
                                                          64),
+            "64 B tiga_cffi write_many(64), 1 declared subscriber": oneway_durable(
+                fresh("ow5"), "ow", 64, n64, 1 << 20, 64),
             "64 B multiprocessing.Pipe": oneway_pipe(64, n64),
             "1 MiB tiga_cffi fast, 64 MiB": oneway_tiga(fresh("ow3"), "ow", 1 << 20, n1m,
                                                         64 << 20, 1),
+            "1 MiB tiga_cffi, 1 declared subscriber": oneway_durable(
+                fresh("ow4"), "ow", 1 << 20, n1m, 64 << 20),
             "1 MiB multiprocessing.Pipe": oneway_pipe(1 << 20, n1m),
+            "1 MiB AF_UNIX socketpair": oneway_socket(1 << 20, n1m),
         }
+        stopped = stopped_subscriber(fresh("stop"), 1000, 1024, 3.0 if args.quick else 6.0,
+                                     0.5 if args.quick else 2.0, 2.0, 16 << 20)
         res_async = async_suite(fresh("afast"), fresh("adefault"), args.warmup, args.samples,
                                 2.0 if args.quick else 10.0)
         zmq_async = rr_zmq_asyncio(fresh("zmqa"), args.warmup, args.samples)
@@ -713,6 +877,10 @@ def main() -> None:
              "missed": v["missed"]} for k, v in ow.items()]
     print_table(rows, ["one-way", "msgs/s", "MiB/s", "missed"])
     print()
+    print("4 declared subscribers of a writer at 1,000 x 1 KiB/s, one stopped (SIGSTOP) "
+          "for 2 s: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in stopped.items()))
+    print()
     for k, v in res_mem.items():
         print(f"{k}: {v if not isinstance(v, float) else round(v, 3)}")
 
@@ -733,6 +901,18 @@ def main() -> None:
         ("1 MiB >= 1.0 x Pipe MiB/s",
          ow["1 MiB tiga_cffi fast, 64 MiB"]["mib_per_s"]
          / ow["1 MiB multiprocessing.Pipe"]["mib_per_s"], -1.0),
+        ("1 MiB, 1 declared subscriber >= 1.0 x AF_UNIX socketpair MiB/s",
+         ow["1 MiB tiga_cffi, 1 declared subscriber"]["mib_per_s"]
+         / ow["1 MiB AF_UNIX socketpair"]["mib_per_s"], -1.0),
+        ("1 MiB, 1 declared subscriber: no entry missed",
+         ow["1 MiB tiga_cffi, 1 declared subscriber"]["missed"], 0.0),
+        ("64 B write_many, 1 declared subscriber >= 2 x Pipe msgs/s",
+         ow["64 B tiga_cffi write_many(64), 1 declared subscriber"]["msgs_per_s"]
+         / ow["64 B multiprocessing.Pipe"]["msgs_per_s"], -2.0),
+        ("a subscriber stopped 2 s: the others keep >= 0.8 x their rate",
+         stopped["others_rate_ratio_min"], -0.8),
+        ("a subscriber stopped 2 s: it misses nothing",
+         stopped["stopped_missed"] + (stopped["stopped_got"] != stopped["writes"]), 0.0),
         ("CPU per invoke fast <= 1.0 x Pipe", fast["cpu_us_per_call"] / pipe["cpu_us_per_call"],
          1.0),
         ("idle server < 1 % of a core", res_mem["idle_server_cpu_pct"], 1.0),
@@ -759,7 +939,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"round_trip": rt, "one_way": ow, "memory": res_mem, "asyncio": res_async,
-                       "zmq_asyncio": zmq_async, "targets": verdicts}, f, indent=2)
+                       "zmq_asyncio": zmq_async, "stopped_subscriber": stopped,
+                       "targets": verdicts}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from platforms import not_under_wine
 
 import tiga_cffi
 from tiga_cffi import NoListenerSlot
@@ -94,6 +95,9 @@ def test_an_error_inside_the_serving_loop_is_reported_and_the_worker_lives(ipc_d
     assert [s for s, _, e in seen if isinstance(e, MemoryError)] == ["read"]
 
 
+@not_under_wine("wine reports no pending deletion: a client can reopen a scavenged file "
+                "before it goes, and mix it with new ones (2 runs in 3 failed so, before and "
+                "after issue 15)")
 def test_the_scavenger_never_strands_a_client_reopening_its_id(ipc_dir, monkeypatch):
     """A client that closes and reopens the same explicit id while the scavenger
     deletes idle clients is either seen alive or finds its files gone and opens new

@@ -42,6 +42,39 @@ def test_write_many_is_all_or_nothing(ipc_dir):
         assert ch.version == v and ch.read().last_id == 0
 
 
+def test_write_many_of_every_kind_of_message(ipc_dir):
+    """Bytes-like messages go out as one packed buffer; a str among them (a
+    publish envelope), memoryviews of wider items and generators take the general
+    way: the same entries either way."""
+    import array
+
+    wide = array.array("i", [1, 2])
+    batches = [
+        [b"a", bytearray(b"bc"), memoryview(b"def"), b""],
+        [b"a", "text", b"c"],
+        [memoryview(wide), b"x"],
+        (m for m in [b"g1", b"g2"]),
+    ]
+    with tiga_cffi.Channel("kinds", ipc_directory=ipc_dir) as ch:
+        last = 0
+        for batch in batches:
+            ids = ch.write_many(batch, media_type="application/test")
+            r = ch.read(last)
+            last = r.last_id
+            assert [e.id for e in r.entries] == ids
+            assert {e.media_type for e in r.entries if e.message} <= {
+                "application/test", tiga_cffi.protocol.MEDIA_MSGPACK}
+        msgs = [e.message for e in ch.read(0).entries]
+        assert msgs[:4] == [b"a", b"bc", b"def", b""]
+        assert msgs[7] == bytes(wide) and msgs[9:] == [b"g1", b"g2"]
+        assert ch.read(0).entries[5].text == "text"
+        assert ch.write_many([]) == []
+        with pytest.raises(tiga_cffi.InvalidType):
+            ch.write_many([b"a"], media_type=b"bytes")
+        with pytest.raises(tiga_cffi.InvalidArgument):
+            ch.write_many([b"a"], media_type="bad\0type")
+
+
 def _writes_while_locked(ipc_dir, ch, name, messages):
     """Each message written by its own thread through `ch` while the channel's
     lock is held from outside; returns each thread's id or exception."""

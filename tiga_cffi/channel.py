@@ -18,6 +18,7 @@ from typing import (
     List,
     NamedTuple,
     Optional,
+    Sequence,
     Tuple,
     Union,
 )
@@ -156,6 +157,22 @@ def encode_message(message: Any, media_type: Optional[str]) -> Tuple[Any, Option
     raise InvalidType(
         f"message must be str or a bytes-like object, not {type(message).__name__}"
     )
+
+
+def _pack(messages: Sequence[Any], media_type: Optional[str]) -> Optional[Tuple[bytes, Any, Any]]:
+    """Bytes-like messages as one buffer, their lengths and the media type for C;
+    None when any is not (a str becomes a publish envelope: the general path)."""
+    if media_type is not None and (not isinstance(media_type, str) or "\0" in media_type):
+        return None  # the general path says what is wrong with it
+    try:
+        blob = b"".join(messages)
+    except TypeError:
+        return None
+    lens = [len(m) for m in messages]
+    if sum(lens) != len(blob):  # a memoryview of items wider than a byte
+        return None
+    mtb = ffi.NULL if media_type is None else media_type.encode("utf-8")
+    return blob, ffi.new("size_t[]", lens), mtb
 
 
 def _check_last_id(last_id: Any) -> None:
@@ -424,6 +441,17 @@ class Channel:
     ) -> List[int]:
         """Append several messages as consecutive entries in one version (one copy,
         one checksum, one wake-up). Returns their ids. All or nothing."""
+        if not isinstance(messages, (list, tuple)):
+            messages = list(messages)
+        if not messages:
+            return []
+        packed = _pack(messages, media_type)
+        if packed is not None:  # bytes-like only: one buffer, one array of lengths
+            blob, lens, mtb = packed
+            first = ffi.new("int64_t *")
+            check(self._handle.call(lib.tiga_channel_append_packed, blob, len(blob), lens,
+                                    len(messages), mtb, first))
+            return list(range(first[0], first[0] + len(messages)))
         encoded = [encode_message(m, media_type) for m in messages]
         if not encoded:
             return []
@@ -449,13 +477,20 @@ class Channel:
         checksum), the logbook's last id, and how many ids were missed."""
         _check_last_id(last_id)
         out = ffi.new("tiga_read_result **")
-        check(self._handle.call(lib.tiga_channel_read, last_id, out))
-        res = out[0]
+        handle = self._handle
+        h = handle.acquire()
         try:
-            return ReadResult(res.last_id, _entries_of(res), res.missed, res.first_id,
-                              bool(res.reset))
+            # the entries' bytes are copied once, straight from the handle's verified
+            # copy, which stays locked until they are
+            check(lib.tiga_channel_read_borrow(h, last_id, out))
+            res = out[0]
+            try:
+                return ReadResult(res.last_id, _entries_of(res), res.missed, res.first_id,
+                                  bool(res.reset))
+            finally:
+                lib.tiga_channel_read_done(h, res)
         finally:
-            lib.tiga_read_result_free(res)
+            handle.release()
 
     @property
     def version(self) -> int:

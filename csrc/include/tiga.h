@@ -276,6 +276,14 @@ TIGA_API int tiga_channel_set_min_age(tiga_channel *ch, int64_t min_age_ms);
 TIGA_API int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n,
                                  int64_t *first_id);
 
+/* tiga_channel_append of n messages packed back to back in one buffer:
+ * message i is the next lens[i] bytes of data (the lengths must add up to
+ * data_len), all with media_type (NULL for nil).  For bindings: one buffer
+ * and one array cross the boundary instead of n message structs. */
+TIGA_API int tiga_channel_append_packed(tiga_channel *ch, const uint8_t *data, size_t data_len,
+                                        const size_t *lens, size_t n, const char *media_type,
+                                        int64_t *first_id);
+
 /* tiga_channel_append of one message (data, len, media_type NULL for nil):
  * the same, without building a tiga_message. */
 TIGA_API int tiga_channel_append1(tiga_channel *ch, const uint8_t *data, size_t len,
@@ -291,6 +299,17 @@ TIGA_API int tiga_channel_append1(tiga_channel *ch, const uint8_t *data, size_t 
  * nothing written gives an empty result with last_id 0.
  * Errors: TIGA_ECORRUPT, TIGA_ETRUNCATED, TIGA_ENOMEM, -errno.  Thread-safe. */
 TIGA_API int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out);
+
+/* tiga_channel_read without a copy of the entries' bytes, for a caller that
+ * copies them out at once: the result's bytes are the handle's own verified
+ * copy of the payload, and the handle stays locked (other threads' calls on
+ * it wait) until tiga_channel_read_done(ch, *out), which frees the result.
+ * Nothing else may be called on the handle in between.  On failure nothing
+ * is held. */
+TIGA_API int tiga_channel_read_borrow(tiga_channel *ch, int64_t after_id, tiga_read_result **out);
+
+/* The end of a tiga_channel_read_borrow: frees r and unlocks the handle. */
+TIGA_API void tiga_channel_read_done(tiga_channel *ch, tiga_read_result *r);
 
 /* Acknowledge: entries with id <= ack_id were consumed by their reader, so
  * this handle's appends may trim them whatever their age (used by a client

@@ -690,12 +690,37 @@ int tiga_channel_read(tiga_channel *ch, int64_t after_id, tiga_read_result **out
     plat_mutex_lock(&ch->lock);
     int rc = load_payload(ch, false);
     if (rc == 0) {
-        rc = lb_buf_decode(&ch->cache, after_id, out); /* validated at load */
+        rc = lb_buf_decode(&ch->cache, after_id, false, out); /* validated at load */
         if (rc == 0)
             (*out)->version = ch->cache_version;
     }
     plat_mutex_unlock(&ch->lock);
     return rc;
+}
+
+int tiga_channel_read_borrow(tiga_channel *ch, int64_t after_id, tiga_read_result **out)
+{
+    if (!ch || !out)
+        return tiga_fail(TIGA_EINVAL, "NULL argument");
+    plat_mutex_lock(&ch->lock);
+    int rc = load_payload(ch, false);
+    if (rc == 0) {
+        rc = lb_buf_decode(&ch->cache, after_id, true, out);
+        if (rc == 0) {
+            (*out)->version = ch->cache_version;
+            return TIGA_OK; /* the handle stays locked until tiga_channel_read_done */
+        }
+    }
+    plat_mutex_unlock(&ch->lock);
+    return rc;
+}
+
+void tiga_channel_read_done(tiga_channel *ch, tiga_read_result *r)
+{
+    if (!ch)
+        return;
+    tiga_read_result_free(r);
+    plat_mutex_unlock(&ch->lock);
 }
 
 int tiga_channel_info_get(tiga_channel *ch, tiga_channel_info *info)
@@ -1084,6 +1109,34 @@ int tiga_channel_append1(tiga_channel *ch, const uint8_t *data, size_t len,
 {
     tiga_message m = {data, len, media_type};
     return tiga_channel_append(ch, &m, 1, id);
+}
+
+int tiga_channel_append_packed(tiga_channel *ch, const uint8_t *data, size_t data_len,
+                               const size_t *lens, size_t n, const char *media_type,
+                               int64_t *first_id)
+{
+    if (!ch || !lens || n == 0 || (data_len && !data))
+        return tiga_fail(TIGA_EINVAL, "nothing to append");
+    if (n > 0xffffffffu || n > SIZE_MAX / sizeof(tiga_message))
+        return tiga_fail(TIGA_EFULL, "too many entries");
+    tiga_message *msgs = malloc(n * sizeof *msgs);
+    if (!msgs)
+        return tiga_fail(TIGA_ENOMEM, "out of memory");
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] > data_len - off) {
+            free(msgs);
+            return tiga_fail(TIGA_EINVAL, "the lengths add up to more than the %zu bytes given",
+                             data_len);
+        }
+        msgs[i] = (tiga_message){data + off, lens[i], media_type};
+        off += lens[i];
+    }
+    int rc = off != data_len
+                 ? tiga_fail(TIGA_EINVAL, "the lengths add up to %zu bytes, not %zu", off, data_len)
+                 : tiga_channel_append(ch, msgs, n, first_id);
+    free(msgs);
+    return rc;
 }
 
 void tiga_new_guid(char out[37])

@@ -136,8 +136,9 @@ uint8_t *lb_buf_delta_place(lb_buf *b, const uint8_t *hdr, const lb_header *h, l
 int lb_buf_delta_commit(lb_buf *b, const lb_header *h, const lb_delta *d);
 /* Forget the cached payload (the buffers stay). */
 void lb_buf_drop(lb_buf *b);
-/* Decode the entries with id > after_id of the (validated) payload in b. */
-int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out);
+/* Decode the entries with id > after_id of the (validated) payload in b;
+ * borrow: the result's bytes are b's own (valid while b stays as it is). */
+int lb_buf_decode(const lb_buf *b, int64_t after_id, bool borrow, tiga_read_result **out);
 /* Append msgs to the payload in b in place (trim, write entries after the
  * last one, rewrite the header right before the first retained entry). */
 /* floor_id: the new entries get ids above it too (a writer never issues an

@@ -985,7 +985,8 @@ static int64_t read_from(const lb_header *h, int64_t after_id, bool *reset)
 
 /* Copy p[from..n) (the `count` entries after after_id) into a new result. */
 static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, const lb_header *h,
-                       int64_t after_id, int64_t first_id, bool reset, tiga_read_result **out)
+                       int64_t after_id, int64_t first_id, bool reset, bool borrow,
+                       tiga_read_result **out)
 {
     if (count > (SIZE_MAX - sizeof(result_block)) / sizeof(tiga_entry))
         return tiga_fail(TIGA_ENOMEM, "a read result of %zu entries is too big", count);
@@ -993,19 +994,23 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
     if (!blk)
         return tiga_fail(TIGA_ENOMEM, "cannot allocate a read result");
     size_t tail_len = n - from;
-    blk->tail = malloc(tail_len ? tail_len : 1);
-    if (!blk->tail) {
-        free(blk);
-        return tiga_fail(TIGA_ENOMEM, "cannot allocate a read result");
+    const uint8_t *tail = p + from; /* borrowed: the caller's payload stays put */
+    if (!borrow) {
+        blk->tail = malloc(tail_len ? tail_len : 1);
+        if (!blk->tail) {
+            free(blk);
+            return tiga_fail(TIGA_ENOMEM, "cannot allocate a read result");
+        }
+        if (tail_len)
+            memcpy(blk->tail, p + from, tail_len);
+        tail = blk->tail;
     }
-    if (tail_len)
-        memcpy(blk->tail, p + from, tail_len);
     tiga_read_result *r = &blk->r;
     r->entries = (tiga_entry *)(blk + 1);
     size_t off = 0;
     lb_entry e;
     for (size_t i = 0; i < count; i++) {
-        int rc = lb_next_entry(blk->tail, tail_len, &off, &e, true);
+        int rc = lb_next_entry(tail, tail_len, &off, &e, true);
         if (rc) {
             free(blk->tail);
             free(blk);
@@ -1021,7 +1026,7 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
         memcpy(t->instance, e.instance, 37);
     }
     r->count = count;
-    r->bytes = blk->tail;
+    r->bytes = tail;
     r->bytes_len = tail_len;
     r->retained = h->count;
     r->first_id = h->count ? first_id : 0;
@@ -1067,7 +1072,7 @@ static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_res
     }
     if (off != n)
         return CORRUPT("%zu bytes follow the logbook's last entry", n - off);
-    return decode_tail(p, n, from, h.count - skip, &h, after_id, first_id, reset, out);
+    return decode_tail(p, n, from, h.count - skip, &h, after_id, first_id, reset, false, out);
 }
 
 size_t lb_buf_first_after(const lb_buf *b, int64_t after_id)
@@ -1089,13 +1094,13 @@ size_t lb_buf_first_after(const lb_buf *b, int64_t after_id)
     return k;
 }
 
-int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out)
+int lb_buf_decode(const lb_buf *b, int64_t after_id, bool borrow, tiga_read_result **out)
 {
     static const uint8_t empty[1];
     bool reset;
     if (b->len == 0) {
         after_id = read_from(&EMPTY_HEADER, after_id, &reset);
-        return decode_tail(empty, 0, 0, 0, &EMPTY_HEADER, after_id, 0, reset, out);
+        return decode_tail(empty, 0, 0, 0, &EMPTY_HEADER, after_id, 0, reset, borrow, out);
     }
     after_id = read_from(&b->h, after_id, &reset);
     const uint8_t *p = b->mem + b->start;
@@ -1108,7 +1113,8 @@ int lb_buf_decode(const lb_buf *b, int64_t after_id, tiga_read_result **out)
         if (lb_next_entry(p, b->len, &off, &e, false) == 0)
             first_id = e.id;
     }
-    return decode_tail(p, b->len, from, b->cnt - k, &b->h, after_id, first_id, reset, out);
+    return decode_tail(p, b->len, from, b->cnt - k, &b->h, after_id, first_id, reset, borrow,
+                       out);
 }
 
 void tiga_read_result_free(tiga_read_result *r)

@@ -700,8 +700,48 @@ static void test_peer_growth_and_reset(void)
 
 static const test_child children[] = {CHILD(child_writers), {NULL, NULL}};
 
+/* Packed appends (one buffer, an array of lengths) and borrowed reads (the
+ * entries' bytes are the handle's own copy until read_done). */
+static void test_packed_and_borrowed(void)
+{
+    char *dir = temp_dir();
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, "pk", NULL, &ch), TIGA_OK);
+    if (!ch)
+        return;
+    const uint8_t data[] = "onetwothree";
+    size_t lens[3] = {3, 3, 5};
+    int64_t first = 0;
+    CHECK_RC(tiga_channel_append_packed(ch, data, 11, lens, 3, "text/plain", &first), TIGA_OK);
+    CHECK(first == 1);
+    size_t bad[2] = {3, 9};
+    CHECK_RC(tiga_channel_append_packed(ch, data, 11, bad, 2, NULL, &first), TIGA_EINVAL);
+    size_t shortl[2] = {3, 3};
+    CHECK_RC(tiga_channel_append_packed(ch, data, 11, shortl, 2, NULL, &first), TIGA_EINVAL);
+    CHECK_RC(tiga_channel_append_packed(ch, data, 11, lens, 0, NULL, &first), TIGA_EINVAL);
+    size_t zero[2] = {0, 0};
+    CHECK_RC(tiga_channel_append_packed(ch, data, 0, zero, 2, NULL, &first), TIGA_OK);
+    CHECK(first == 4);
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_channel_read_borrow(ch, 1, &r), TIGA_OK);
+    CHECK(r && r->count == 4 && r->entries[0].id == 2 && r->entries[0].message_len == 3 &&
+          memcmp(r->entries[0].message, "two", 3) == 0 && r->entries[1].message_len == 5 &&
+          memcmp(r->entries[1].message, "three", 5) == 0 && r->entries[2].message_len == 0);
+    CHECK(r->entries[0].media_type_len == 10 &&
+          memcmp(r->entries[0].media_type, "text/plain", 10) == 0 && !r->entries[2].media_type);
+    tiga_channel_read_done(ch, r);
+    /* the handle is usable again */
+    CHECK_RC(tiga_channel_read(ch, 0, &r), TIGA_OK);
+    CHECK(r && r->count == 5);
+    tiga_read_result_free(r);
+    CHECK_RC(tiga_channel_read_borrow(NULL, 0, &r), TIGA_EINVAL);
+    tiga_channel_read_done(NULL, NULL);
+    tiga_channel_close(ch);
+    remove_dir(dir);
+}
+
 TEST_MAIN_CHILDREN(children, T(test_files_and_roundtrip), T(test_bad_names), T(test_limits), T(test_damaged),
           T(test_corrupt_word), T(test_concurrent_writers), T(test_group_commit),
           T(test_group_commit_split), T(test_group_commit_backpressure), T(test_delta_reads),
           T(test_truncated_under_the_mapping), T(test_other_sigbus_is_not_swallowed),
-          T(test_peer_growth_and_reset))
+          T(test_peer_growth_and_reset), T(test_packed_and_borrowed))
