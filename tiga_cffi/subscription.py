@@ -116,16 +116,20 @@ class Subscription:
         self._pending.clear()
         return out
 
+    def _take(self) -> Optional[Entry]:
+        """The next entry there is now, or None."""
+        if not self._pending:
+            self._fill()
+        return self._pending.popleft() if self._pending else None
+
     def get(self, timeout: Optional[float] = None) -> Optional[Entry]:
         """The next entry, waiting (GIL released) up to ``timeout`` seconds (None:
         for ever); None when nothing came in time."""
         deadline = _deadline(timeout)
         while True:
-            if self._pending:
-                return self._pending.popleft()
-            self._fill()
-            if self._pending:
-                continue
+            entry = self._take()
+            if entry is not None:
+                return entry
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
@@ -135,11 +139,9 @@ class Subscription:
         """``get`` for asyncio: awaits the next entry without blocking the loop."""
         deadline = _deadline(timeout)
         while True:
-            if self._pending:
-                return self._pending.popleft()
-            self._fill()
-            if self._pending:
-                continue
+            entry = self._take()
+            if entry is not None:
+                return entry
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None

@@ -153,6 +153,22 @@ done:
     return rc;
 }
 
+/* tiga_response_find when the version word changed since *looked (or is 0):
+ * 1 with rc set when the caller is done (found, unjudged, or an error), 0 to
+ * go on waiting. */
+static int look_again(tiga_channel *ch, uint64_t *looked, int64_t after_id,
+                      const char *request_id, tiga_response *out, int *rc)
+{
+    uint64_t v = tiga_channel_version(ch);
+    if (v == *looked && v != 0)
+        return 0;
+    *rc = tiga_response_find(ch, after_id, request_id, out);
+    if (*rc || out->found || out->unjudged)
+        return 1;
+    *looked = v;
+    return 0;
+}
+
 int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_id,
                        int64_t timeout_ms, int64_t spin_us, tiga_response *out)
 {
@@ -162,18 +178,14 @@ int tiga_response_wait(tiga_listener *l, int64_t after_id, const char *request_i
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : plat_now_ns() + timeout_ms * 1000000;
     uint64_t looked = 0; /* version word of the last look: no new look without a change */
     for (;;) {
-        uint64_t v = tiga_channel_version(ch);
-        if (v != looked || v == 0) {
-            int rc = tiga_response_find(ch, after_id, request_id, out);
-            if (rc || out->found || out->unjudged)
-                return rc;
-            looked = v;
-        }
+        int rc;
+        if (look_again(ch, &looked, after_id, request_id, out, &rc))
+            return rc;
         int64_t now = plat_now_ns();
         if (now >= deadline)
             return TIGA_ETIMEDOUT;
         int64_t left = deadline == INT64_MAX ? -1 : (deadline - now + 999999) / 1000000;
-        int rc = tiga_listener_wait(l, left, spin_us);
+        rc = tiga_listener_wait(l, left, spin_us);
         if (rc && rc != TIGA_ETIMEDOUT)
             return rc; /* TIGA_EINTR among them */
     }
@@ -188,13 +200,9 @@ int tiga_response_spin(tiga_listener *l, int64_t after_id, const char *request_i
     int64_t end = plat_now_ns() + (spin_us < INT64_C(1000000) ? spin_us : INT64_C(1000000)) * 1000;
     uint64_t looked = 0;
     for (unsigned round = 1;; round++) {
-        uint64_t v = tiga_channel_version(ch);
-        if (v != looked || v == 0) {
-            int rc = tiga_response_find(ch, after_id, request_id, out);
-            if (rc || out->found || out->unjudged)
-                return rc;
-            looked = v;
-        }
+        int rc;
+        if (look_again(ch, &looked, after_id, request_id, out, &rc))
+            return rc;
         if (plat_now_ns() >= end)
             return TIGA_ETIMEDOUT;
         for (int i = 0; i < 32; i++)
