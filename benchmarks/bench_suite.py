@@ -397,12 +397,21 @@ def async_suite(d_fast, d_default, warm, n, idle_seconds):
             gaps = heartbeat_gaps(lambda: [c.invoke_async("echo", REQ) for _ in range(1000)])
             res["heartbeat_max_gap_ms"] = max(await gaps())
 
+
         async def trivial():
             await asyncio.sleep(0)
             return REPLY
 
         floor = heartbeat_gaps(lambda: [trivial() for _ in range(1000)])
         res["heartbeat_max_gap_ms_asyncio_floor"] = max(await floor())
+        worst = 0.0
+        for _ in range(3):  # asyncio.gather() of 1,000 coroutines, alone
+            coros = [trivial() for _ in range(1000)]
+            t0 = time.perf_counter()
+            g = asyncio.gather(*coros)
+            worst = max(worst, time.perf_counter() - t0)
+            await g
+        res["asyncio_gather_call_1000_ms"] = worst * 1e3
 
     asyncio.run(main())
     for p, stop, out in servers:
@@ -870,7 +879,7 @@ def main() -> None:
                      "p50/sync": f"{r['p50'] / sync_turns['p50']:.2f}"})
     print_table(rows, ["asyncio round trip", "p50 us", "p99 us", "p50/sync"])
     for k in ("heartbeat_max_gap_ms", "heartbeat_max_gap_ms_asyncio_floor",
-              "idle_cpu_pct_100_subscriptions"):
+              "asyncio_gather_call_1000_ms", "idle_cpu_pct_100_subscriptions"):
         print(f"{k}: {res_async[k]:.2f}")
     print()
     rows = [{"one-way": k, "msgs/s": f"{v['msgs_per_s']:.0f}", "MiB/s": f"{v['mib_per_s']:.1f}",

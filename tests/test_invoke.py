@@ -14,6 +14,27 @@ import tiga_cffi
 from tiga_cffi import protocol
 
 
+@needs_fork()
+def test_request_ids_differ_in_a_forked_child():
+    """Ids come from a generator seeded from the OS, seeded again in a child: a child
+    must not repeat its parent's ids."""
+    import os
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(w, protocol.new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 36).decode()
+    os.close(r)
+    os.close(w)
+    assert child != protocol.new_id()
+    import uuid
+
+    assert uuid.UUID(child).version == 4 and len(child) == 36
+
+
 def test_echo_across_two_processes(ipc_dir):
     p = start_server(ipc_dir)
     try:

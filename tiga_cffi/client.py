@@ -57,6 +57,7 @@ LIVENESS_SLICE_MS = 100
 # client's min_age below this could lose responses it has not read yet.
 REQUEST_MIN_AGE_FLOOR = 0.5
 WRITE_BATCH = 64  # async invokes written by one write_many
+MATCH_SLICE = 64  # answers handed out per turn of an event loop
 ASYNC_SPIN_US = 100  # the longest an async invoke blocks its loop looking for the answer
 
 
@@ -135,6 +136,7 @@ class Endpoint:
         self._futures: Dict[str, Tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._outbox: List[_AsyncCall] = []  # async invokes not written yet
         self._watch_key: Optional[int] = None
+        self._drain_posted = False  # a _drain_on is on its way to a loop
         self._spin_misses = 0  # async quick looks in a row that found nothing
         self._spin_skip = 0  # async invokes still to go without the quick look
 
@@ -388,31 +390,46 @@ class Endpoint:
         Responses trimmed before we read them (``missed``) cannot be matched to
         their invokes (a server may answer out of order): those invokes end at
         their timeout, or with ServerGone."""
-        found = False
+        self._match(self._read_new(), 0)
+
+    def _read_new(self) -> List[Any]:
         with self._drain_lock:
             r = self._resp.read(self._last)
             self._last = r.last_id
             self.missed += r.missed
-            for i, e in enumerate(r.entries):
-                if i and not i & 63:
-                    time.sleep(0)  # let other threads (an event loop) have the GIL
-                env = protocol.try_envelope(e.message, e.media_type)
-                if isinstance(env, protocol.Response):
-                    eid = fut = None
-                    with self._cond:
-                        if env.id in self._waiting:
-                            eid = self._eids.get(env.id)
-                            fut = self._futures.pop(env.id, None)
-                            if fut is None:
-                                self._done[env.id] = env
-                                found = True
-                    if fut is not None:
+        return r.entries
+
+    def _match(self, entries: List[Any], start: int,
+               loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        """Hand each response in entries[start:] to its invoke. On an event loop
+        (loop given) MATCH_SLICE at a time, the rest in a later turn, so that a
+        thousand answers at once do not stall it."""
+        end = len(entries) if loop is None else min(len(entries), start + MATCH_SLICE)
+        found = False
+        for i in range(start, end):
+            e = entries[i]
+            env = protocol.try_envelope(e.message, e.media_type)
+            if isinstance(env, protocol.Response):
+                eid = fut = None
+                with self._cond:
+                    if env.id in self._waiting:
+                        eid = self._eids.get(env.id)
+                        fut = self._futures.pop(env.id, None)
+                        if fut is None:
+                            self._done[env.id] = env
+                            found = True
+                if fut is not None:
+                    if fut[0] is loop:
+                        _waiter.settle(fut[1], env)
+                    else:
                         _waiter.complete(fut[0], fut[1], env)
-                    if eid is not None:
-                        self._ack(eid)
+                if eid is not None:
+                    self._ack(eid)
         if found:
             with self._cond:
                 self._cond.notify_all()
+        if loop is not None and end < len(entries):
+            loop.call_soon(self._match, entries, end, loop)
 
     # -- asyncio: no thread per call. The request is written from the loop (the
     # invokes of one turn of the loop in one write_many); the response is looked for
@@ -652,11 +669,27 @@ class Endpoint:
         if err is not None:
             self._fail_all(err if isinstance(err, TigaError) else TigaError(str(err)))
             return
-        if self._futures:
-            try:
-                self._drain()
-            except TigaError as e:
-                self._fail_all(e)
+        # The reading and matching go to the loop whose invokes wait (in slices
+        # there): this thread then holds the GIL only for a moment, instead of
+        # for the decoding of every answer while the loop waits for it.
+        if self._drain_posted:
+            return
+        try:
+            loop = next(iter(self._futures.values()))[0]
+        except (StopIteration, RuntimeError):  # none waits (or one ended just now)
+            return
+        self._drain_posted = True
+        _waiter.call_on(loop, self._drain_on, loop)
+
+    def _drain_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop of the waiting invokes: read what came and hand it out."""
+        self._drain_posted = False
+        try:
+            entries = self._read_new()
+        except TigaError as e:
+            self._fail_all(e)
+            return
+        self._match(entries, 0, loop)
 
     def _tick(self, key: int) -> None:
         """The waiter thread, every LIVENESS_SLICE while watch ``key`` lasts:
