@@ -193,6 +193,32 @@ def test_tail_with_timeout_and_last_id(ipc_dir):
     assert [ln.split("\t")[2] for ln in p.stdout.splitlines()] == ["m1", "m2"]
 
 
+def test_tail_as_a_declared_subscriber_misses_nothing(ipc_dir):
+    """tail --durable: a writer whose min_age keeps only its newest entry keeps what
+    the tail has not read yet."""
+    tiga_cffi.Channel("t3", ipc_directory=ipc_dir).close()
+    tail = subprocess.Popen([tiga_exe(), "--dir", str(ipc_dir), "tail", "t3", "--durable",
+                             "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert "declared subscriber" in tail.stderr.readline()
+        with tiga_cffi.Channel("t3", ipc_directory=ipc_dir, min_age=0, read_min_age=0) as ch:
+            assert ch.info().subscribers == 1
+            for i in range(200):
+                ch.write(f"m{i}".encode())
+        lines = []
+        deadline = time.monotonic() + 20
+        while len(lines) < 200 and time.monotonic() < deadline:
+            line = tail.stdout.readline()
+            if line:
+                lines.append(line.rstrip("\n").split("\t")[2])
+    finally:
+        tail.kill()
+        out, err = tail.communicate(timeout=20)
+    assert lines == [f"m{i}" for i in range(200)]
+    assert "missed" not in err
+
+
 def test_demo(tmp_path):
     d = tmp_path / "demo-ipc"
     p = subprocess.run([tiga_exe(), "--dir", str(d), "demo"], capture_output=True, text=True,

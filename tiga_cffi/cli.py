@@ -28,7 +28,6 @@ from ._errors import (
 )
 from .channel import Channel, Entry, check_mode, fs_directory, make_directory, validate_name
 from .client import Client
-from .notify import NotificationListener
 from .protocol import ProtocolError, Publish
 from .server import InvokeContext, TigaServer
 
@@ -215,24 +214,25 @@ def cmd_read(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     d = ipc_directory(args, create=False)
     with existing_channel(args, d, args.name) as ch, \
-            NotificationListener(args.name, ipc_directory=d, mode=args.mode) as lst:
-        last = ch.read().last_id if args.last_id is None else args.last_id
-        print(f"# following {args.name!r} in {d} after id {last} (Ctrl-C stops)",
+            ch.subscribe(args.last_id, missed="count", durable=args.durable) as sub:
+        how = " as a declared subscriber" if args.durable else ""
+        print(f"# following {args.name!r} in {d} after id {sub.last_id}{how} (Ctrl-C stops)",
               file=sys.stderr, flush=True)
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        missed = resets = 0
         while deadline is None or time.monotonic() < deadline:
-            r = ch.read(last)
-            if r.reset:
-                print(f"# the log went back to id {r.last_id} (reset by a peer, or made "
-                      "anew): following it from its start", file=sys.stderr, flush=True)
-            if r.missed:
-                print(f"# missed {r.missed} entries (trimmed before they were read)",
-                      file=sys.stderr, flush=True)
-            for e in r.entries:
-                print_entry(e)
-            last = r.last_id
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            lst.wait(1.0 if left is None else min(1.0, left))
+            e = sub.get(1.0 if left is None else min(1.0, left))
+            if sub.resets != resets:
+                resets = sub.resets
+                print(f"# the log went back to id {sub.last_id} (reset by a peer, or made "
+                      "anew): following it from its start", file=sys.stderr, flush=True)
+            if sub.missed != missed:
+                print(f"# missed {sub.missed - missed} entries (trimmed before they were read)",
+                      file=sys.stderr, flush=True)
+                missed = sub.missed
+            if e is not None:
+                print_entry(e)
     return 0
 
 
@@ -478,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--last-id", type=non_negative_int, default=None,
                    help="start after this id (default: only new entries)")
     s.add_argument("--timeout", type=positive, default=None, help="stop after this many s")
+    s.add_argument("--durable", action="store_true",
+                   help="declare the subscriber: our writers keep what it has not read "
+                        "(see README, \"Subscribe\")")
     s.set_defaults(func=cmd_tail)
 
     s = sub.add_parser("invoke", help="call METHOD on the server of CHANNEL")
