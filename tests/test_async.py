@@ -189,7 +189,8 @@ def test_nothing_waits_at_interpreter_exit(ipc_dir):
     try:
         assert ready.wait(30)
         p = subprocess.Popen([sys.executable, "-c", EXIT_SCRIPT, str(ipc_dir)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=str(ipc_dir))  # (not a source tree that shadows the install)
         try:
             out, err = p.communicate(timeout=60)
             ended = time.time()

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 from conftest import channel_files, logbook
 from peers import CTX
-from platforms import posix_only
+from platforms import not_under_wine, posix_only
 
 import tiga_cffi
 
@@ -153,7 +153,16 @@ def test_hostile_subscribers_files(ipc_dir):
         assert ch.info().retained == 1
         with pytest.raises(tiga_cffi.ChannelCorrupt):
             ch.subscribe(durable=True)
-        (ipc_dir / "tiga_h_subs").unlink()
+        (ipc_dir / "tiga_h_subs").write_bytes(b"TIGASUB1")  # short
+        with pytest.raises(tiga_cffi.ChannelCorrupt):
+            ch.subscribe(durable=True)
+        ch.write(b"c")
+        assert ch.info().retained == 1
+
+
+@not_under_wine("wine follows the links it makes, whatever FILE_FLAG_OPEN_REPARSE_POINT says")
+def test_a_linked_subscribers_file_is_refused(ipc_dir):
+    with tiga_cffi.Channel("h", ipc_directory=ipc_dir) as ch:
         os.symlink(str(ipc_dir / "elsewhere"), str(ipc_dir / "tiga_h_subs"))
         with pytest.raises(tiga_cffi.TigaOSError):
             ch.subscribe(durable=True)

@@ -597,7 +597,9 @@ class _LoopWorker(_WorkerBase):
         super().__init__(server, client_id, req, resp)
         self.loop = loop
         self._key: Optional[int] = None
-        self._sem = asyncio.Semaphore(server.max_concurrency)
+        # made on the loop (_start): before 3.10 a Semaphore binds the current
+        # thread's loop when it is made, and this one is made by discovery's thread
+        self._sem: Optional[asyncio.Semaphore] = None
         self._tasks: Set[asyncio.Task[None]] = set()
         self._draining = False
 
@@ -618,6 +620,7 @@ class _LoopWorker(_WorkerBase):
         try:
             if self.stop.is_set():
                 return
+            self._sem = asyncio.Semaphore(self.server.max_concurrency)
             ok = self._open()
             if not ok:
                 return
@@ -665,6 +668,7 @@ class _LoopWorker(_WorkerBase):
         srv = self.server
         rid, method = env.id, env.method
         ctx = self._context(rid, entry_id, media_type)
+        assert self._sem is not None
         async with self._sem:
             try:
                 if srv._handler_is_async:
