@@ -279,6 +279,8 @@ def _entry_layout() -> Optional[str]:
 
 
 _ENTRY_FORMAT = _entry_layout()
+# the same, without the media type and the instance
+_ENTRY_HEAD = None if _ENTRY_FORMAT is None else "@qqPN" + f"{ffi.sizeof('tiga_entry') - 32}x"
 BIG_READ = 1 << 18  # a read result of this many bytes, in entries of 4 KiB or more on average
 
 
@@ -297,6 +299,15 @@ def _entries_of(res: Any) -> List[Entry]:
     blob = ffi.buffer(res.bytes, res.bytes_len)[:]
     base = int(ffi.cast("uintptr_t", res.bytes))
     new = tuple.__new__
+    if res.uniform and _ENTRY_HEAD is not None:
+        # one writer, one media type (the common case): only id, time and message
+        # per entry
+        e0 = res.entries[0]
+        media = None if e0.media_type == ffi.NULL else ffi.unpack(
+            e0.media_type, e0.media_type_len).decode("utf-8", "replace")
+        text = ffi.string(e0.instance).decode("ascii")
+        return [new(Entry, (eid, blob[mp - base:mp - base + ml], media, text, ts))
+                for eid, ts, mp, ml in struct.iter_unpack(_ENTRY_HEAD, raw)]
     # consecutive entries mostly share a writer instance and a media type
     instances: Dict[bytes, str] = {}
     medias: Dict[bytes, str] = {}

@@ -179,6 +179,8 @@ typedef struct tiga_read_result {
     int32_t reset;                /* 1: the log's last_id was below after_id (a peer reset
                                      the log, or the channel was made anew): the entries
                                      are those after 0, the new log from its start */
+    int32_t uniform;              /* 1: every returned entry has the first one's writer
+                                     instance and media type (bindings may share them) */
     int64_t schema_version;       /* -1: plain form; otherwise the envelope's schema version */
     uint64_t version;             /* the state word the payload was read under (0: empty) */
     size_t retained;              /* entries retained in the logbook */

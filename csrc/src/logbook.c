@@ -1009,6 +1009,7 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
     r->entries = (tiga_entry *)(blk + 1);
     size_t off = 0;
     lb_entry e;
+    bool uniform = true;
     for (size_t i = 0; i < count; i++) {
         int rc = lb_next_entry(tail, tail_len, &off, &e, true);
         if (rc) {
@@ -1024,7 +1025,14 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
         t->media_type = (const char *)e.media_type;
         t->media_type_len = e.media_type_len;
         memcpy(t->instance, e.instance, 37);
+        const tiga_entry *f = &r->entries[0];
+        if (i && uniform &&
+            (memcmp(t->instance, f->instance, 37) != 0 ||
+             t->media_type_len != f->media_type_len || !t->media_type != !f->media_type ||
+             (t->media_type && memcmp(t->media_type, f->media_type, t->media_type_len) != 0)))
+            uniform = false;
     }
+    r->uniform = uniform;
     r->count = count;
     r->bytes = tail;
     r->bytes_len = tail_len;
