@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import (
     TYPE_CHECKING,
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -486,6 +487,12 @@ class Channel:
     def read(self, last_id: int = 0) -> ReadResult:
         """The entries with id > last_id (verified: never bytes that failed the
         checksum), the logbook's last id, and how many ids were missed."""
+        return self._read(last_id, None)
+
+    def _read(self, last_id: int, loaded: Optional[Callable[[int], None]]) -> ReadResult:
+        """read(); loaded(last_id) is called as soon as the payload is in this
+        process's verified copy, before the entries are made (a declared
+        subscriber publishes its position there: the writer may let go of them)."""
         _check_last_id(last_id)
         out = ffi.new("tiga_read_result **")
         handle = self._handle
@@ -496,6 +503,8 @@ class Channel:
             check(lib.tiga_channel_read_borrow(h, last_id, out))
             res = out[0]
             try:
+                if loaded is not None:
+                    loaded(res.last_id)
                 return ReadResult(res.last_id, _entries_of(res), res.missed, res.first_id,
                                   bool(res.reset))
             finally:

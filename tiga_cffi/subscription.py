@@ -77,6 +77,12 @@ class Subscription:
                 self._sub.close()
             raise
 
+    def _publish(self, last_id: int) -> None:
+        """The entries up to last_id are in this process: writers may let them go."""
+        if last_id != self._published:
+            check(self._sub.call(lib.tiga_subscriber_set, last_id))  # type: ignore[union-attr]
+            self._published = last_id
+
     def _declare(self) -> Any:
         out = ffi.new("tiga_subscriber **")
         pos = self.last_id
@@ -92,13 +98,10 @@ class Subscription:
     def _fill(self) -> None:
         """Read what came after last_id into the pending entries; raise EntriesMissed
         first when ids were trimmed before we read them (policy "raise")."""
-        r = self.channel.read(self.last_id)
+        r = self.channel._read(self.last_id, None if self._sub is None else self._publish)
         before = self.last_id
         self.last_id = r.last_id
         self._pending.extend(r.entries)
-        if self._sub is not None and r.last_id != self._published:
-            check(self._sub.call(lib.tiga_subscriber_set, r.last_id))
-            self._published = r.last_id
         if r.reset:
             self.resets += 1
         if r.missed:
