@@ -293,7 +293,8 @@ class Endpoint:
         # An invoke that went the shared way while we were here waits for this one to
         # finish (_draining): read what arrived for it. Its request was written after
         # it joined _waiting, so when _waiting is empty here nothing newer is owed.
-        if went_back or self._waiting or seen > self._last:
+        if went_back or self._waiting or self._futures:
+            # others read this log too (threads' invokes, the waiter for async ones)
             with self._drain_lock:
                 if went_back:
                     self._last = seen
@@ -301,6 +302,8 @@ class Endpoint:
                     self._last = seen
             if self._waiting:
                 self._drain()  # responses for invokes that started meanwhile
+        elif seen > self._last:
+            self._last = seen
         return code, text
 
     def _check_server(self) -> None:

@@ -124,6 +124,7 @@ class _WorkerBase:
         # responses: (request entry id, response entry id, request ts, response ts)
         self.answered: Deque[Tuple[int, int, int, int]] = collections.deque()
         self._respond_lock = threading.Lock()  # a response and its place in `answered`
+        self._eid = ffi.new("int64_t *")
         ma = server.min_age if server.min_age is not None else DEFAULT_MIN_AGE
         self.min_age_ns = int(ma * 1e9)
         self._ctx_head = (server.channel_name, client_id, req, resp, server.ipc_directory)
@@ -279,8 +280,8 @@ class _WorkerBase:
 
     def _respond(self, resp: Channel, rid: str, payload: bytes, code: int, entry_id: int,
                  timestamp: int) -> None:
-        out = ffi.new("int64_t *")
-        with self._respond_lock:
+        with self._respond_lock:  # (the response's id buffer is the lock's too)
+            out = self._eid
             check(resp._handle.call(lib.tiga_response_append, rid.encode("utf-8"), payload,
                                     len(payload), code, out))
             if resp is not self.req:
@@ -317,7 +318,6 @@ class _Worker(_WorkerBase):
     def __init__(self, server: TigaServer, client_id: Optional[str], req: str, resp: str,
                  wd_slot: int = -1) -> None:
         super().__init__(server, client_id, req, resp)
-        self._eid = ffi.new("int64_t *")
         self._rq = ffi.new("tiga_request *")  # storage reused by every tiga_request_wait
         self.cond = threading.Condition()
         self.leader = 0  # ident of the thread that reads requests now

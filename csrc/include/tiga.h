@@ -411,9 +411,9 @@ TIGA_API int tiga_channel_wait_listener(tiga_channel *ch, int64_t timeout_ms);
  * write_timeout_ms, or fails with TIGA_EFULL), and trim entries that every
  * live declared subscriber has read once they are read_min_age_ms old.  A
  * subscriber whose process died is let go of within 0.25 s, or at once when a
- * write would not fit.  Writers notice the first subscriber of a channel at
- * their next write when it also registers a listener (Python's subscriptions
- * do), within 10 ms otherwise. */
+ * write would not fit.  Writers notice the first subscriber of a channel
+ * within 1 ms when it also registers a listener (Python's subscriptions do),
+ * within 10 ms otherwise; until then the minimum age alone decides. */
 typedef struct tiga_subscriber tiga_subscriber;
 
 /* Declare a subscriber of ch's channel that has read up to `position` (the

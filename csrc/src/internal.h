@@ -249,7 +249,7 @@ struct tiga_channel {
      * under which notify signature it was last looked for, swept */
     tiga_subs *subs;
     uint64_t subs_sig;
-    int64_t subs_looked, subs_swept;
+    int64_t subs_sig_at, subs_looked, subs_swept;
     /* group commit: appends of this handle's threads waiting for a writer */
     plat_mutex gq_lock;
     ch_pending *gq_head, *gq_tail;

@@ -26,6 +26,7 @@
 #define SUBS_HEADER 64
 #define SUBS_SWEEP_NS INT64_C(250000000)  /* dead subscribers are looked for this often */
 #define SUBS_LOOK_NS INT64_C(10000000)    /* a missing file is looked for this often */
+#define SUBS_SIG_NS INT64_C(1000000)      /* and the listener slots looked at this often */
 
 typedef struct subs_slot {
     _Atomic int64_t token;
@@ -209,6 +210,9 @@ int ch_subs_keep_from(tiga_channel *ch, int64_t last_id, bool force_sweep, int64
     *live = 0;
     int64_t now = plat_now_ns();
     if (!ch->subs) {
+        if (now - ch->subs_sig_at < SUBS_SIG_NS && !force_sweep)
+            return 0; /* looked a moment ago: writes in a burst pay nothing */
+        ch->subs_sig_at = now;
         uint64_t sig = notify_signature(ch);
         if (sig == ch->subs_sig && now - ch->subs_looked < SUBS_LOOK_NS && !force_sweep)
             return 0;
