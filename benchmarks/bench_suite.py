@@ -268,16 +268,22 @@ def rr_queue(warm, n):
     return res
 
 
+def start_zmq_server(d, sock):
+    """A REP server process at ipc://<d>/<sock>: (address, process, its CPU queue)."""
+    addr = f"ipc://{d}/{sock}"
+    ready, out = CTX.Event(), CTX.Queue()
+    p = CTX.Process(target=zmq_server, args=(addr, ready, out))
+    p.start()
+    ready.wait(60)
+    return addr, p, out
+
+
 def rr_zmq(d, warm, n):
     try:
         import zmq
     except ImportError:
         return None
-    addr = f"ipc://{d}/zmq.sock"
-    ready, out = CTX.Event(), CTX.Queue()
-    p = CTX.Process(target=zmq_server, args=(addr, ready, out))
-    p.start()
-    ready.wait(60)
+    addr, p, out = start_zmq_server(d, "zmq.sock")
     ctx = zmq.Context()
     s = ctx.socket(zmq.REQ)
     s.connect(addr)
@@ -430,11 +436,7 @@ def rr_zmq_asyncio(d, warm, n):
         return None
     import asyncio
 
-    addr = f"ipc://{d}/zmq-async.sock"
-    ready, out = CTX.Event(), CTX.Queue()
-    p = CTX.Process(target=zmq_server, args=(addr, ready, out))
-    p.start()
-    ready.wait(60)
+    addr, p, out = start_zmq_server(d, "zmq-async.sock")
     req = REQ.encode()
 
     async def main():
