@@ -503,27 +503,8 @@ def durable_reader(d, name, count, ready, out):
 def oneway_durable(d, name, size, count, capacity, batch=1):
     """One declared subscriber; the writer trims what it has read at once
     (read_min_age 0: no reader that declares nothing)."""
-    count -= count % batch
-    ready, out = CTX.Event(), CTX.Queue()
-    tiga_cffi.Channel(name, ipc_directory=d, capacity=capacity).close()
-    p = CTX.Process(target=durable_reader, args=(d, name, count, ready, out))
-    p.start()
-    ready.wait(60)
-    msg = b"m" * size
-    with tiga_cffi.Channel(name, ipc_directory=d, min_age=0.01, read_min_age=0,
-                           write_timeout=30) as ch:
-        t0 = time.perf_counter()
-        if batch > 1:
-            for _ in range(count // batch):
-                ch.write_many([msg] * batch)
-        else:
-            for _ in range(count):
-                ch.write(msg)
-    t_end, nbytes, missed = out.get(timeout=300)
-    p.join(60)
-    dt = t_end - t0
-    return {"msgs_per_s": (count - missed) / dt, "mib_per_s": nbytes / dt / 2**20,
-            "missed": missed}
+    return oneway_tiga(d, name, size, count, capacity, batch, reader=durable_reader,
+                       read_min_age=0)
 
 
 def socket_reader(sock, size, count, out):
@@ -645,15 +626,18 @@ def pipe_reader(conn, count, out):
     out.put((time.perf_counter(), nbytes, 0))
 
 
-def oneway_tiga(d, name, size, count, capacity, batch):
+def oneway_tiga(d, name, size, count, capacity, batch, reader=tiga_reader, **writer_opts):
+    """`count` messages of `size` bytes, `batch` per write, to a reader process;
+    writer_opts go to the writer's Channel (beside min_age 10 ms)."""
     count -= count % batch
     ready, out = CTX.Event(), CTX.Queue()
     tiga_cffi.Channel(name, ipc_directory=d, capacity=capacity).close()
-    p = CTX.Process(target=tiga_reader, args=(d, name, count, ready, out))
+    p = CTX.Process(target=reader, args=(d, name, count, ready, out))
     p.start()
     ready.wait(60)
     msg = b"m" * size
-    with tiga_cffi.Channel(name, ipc_directory=d, min_age=0.01, write_timeout=30) as ch:
+    with tiga_cffi.Channel(name, ipc_directory=d, min_age=0.01, write_timeout=30,
+                           **writer_opts) as ch:
         t0 = time.perf_counter()
         if batch > 1:
             for _ in range(count // batch):
