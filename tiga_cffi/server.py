@@ -430,8 +430,7 @@ class _Worker(_WorkerBase):
                     if status == lib.TIGA_REQUEST_INVOKE:
                         self._serve_decoded(rq)
                     elif status == lib.TIGA_REQUEST_OTHER:
-                        for entry, invoke in self._read_invokes():
-                            self._handle(entry, invoke)
+                        self._drain()
                     else:
                         self.last = max(self.last, rq.last_id)
                 elif rc == lib.TIGA_ETIMEDOUT:
@@ -477,13 +476,17 @@ class _Worker(_WorkerBase):
             data = msgpack.unpackb(ffi.buffer(rq.data, rq.data_len), raw=False,
                                    strict_map_key=False)
         except Exception:  # noqa: BLE001 - the Python decoder reports what is wrong
-            for entry, invoke in self._read_invokes():
-                self._handle(entry, invoke)
+            self._drain()
             return
         eid = rq.entry_id
         self.last = eid
         self._ack_responses(rq.first_id)
         self._answer(eid, rq.timestamp, protocol.MEDIA_MSGPACK, rid, method, data)
+
+    def _drain(self) -> None:
+        """Answer what the Python decoder finds after our position (any entry)."""
+        for entry, invoke in self._read_invokes():
+            self._handle(entry, invoke)
 
     def _handle(self, e: Any, env: protocol.Invoke) -> None:
         self._answer(e.id, e.timestamp, e.media_type, env.id, env.method, env.data)
