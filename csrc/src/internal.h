@@ -52,13 +52,19 @@ typedef struct lb_entry {
     const uint8_t *inst;         /* the instance as written when it is a str (else NULL) */
     size_t inst_len;
     size_t start, end;           /* byte range of the whole entry */
+    /* Full decodes: the instance bytes `instance` was last parsed from.  The
+     * next entry whose instance has the same bytes (nearly all: one writer
+     * wrote them) is not parsed again.  Callers of a full decode set it to NULL
+     * before the first entry. */
+    const uint8_t *memo;
+    size_t memo_len;
 } lb_entry;
 
 int lb_parse_header(const uint8_t *p, size_t n, lb_header *h);
 /* The same from the first n bytes of a total-byte payload. */
 int lb_parse_head(const uint8_t *p, size_t n, size_t total, lb_header *h);
 /* Decode the entry at *off (fully when `full`, else only id and timestamp
- * and its extent); advances *off. */
+ * and its extent); advances *off.  A full decode reads e->memo. */
 int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool full);
 /* Bytes needed to encode one entry. */
 size_t lb_entry_size(const tiga_message *m, int64_t id, int64_t ts);

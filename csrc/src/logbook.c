@@ -245,6 +245,27 @@ static int rd_instance(rd *r, char out[37])
     return 0;
 }
 
+/* The bytes of the instance id at r's position, 0 when it is not one that
+ * fits (rd_instance then says what is wrong). */
+static size_t inst_span(const rd *r)
+{
+    if (!need(r, 1))
+        return 0;
+    uint8_t t = r->p[r->off];
+    if (t == 0xd8)
+        return need(r, 18) ? 18 : 0;
+    if (t == 0xc7)
+        return need(r, 19) && r->p[r->off + 1] == 16 ? 19 : 0;
+    rd probe = *r;
+    const uint8_t *s;
+    size_t n;
+    if (rd_bytes(&probe, '*', &s, &n, "the instance id") != 0) {
+        tiga_clear_error();
+        return 0;
+    }
+    return probe.off - r->off;
+}
+
 int lb_parse_header(const uint8_t *p, size_t n, lb_header *h)
 {
     return lb_parse_head(p, n, n, h);
@@ -311,8 +332,15 @@ int lb_next_entry(const uint8_t *p, size_t n, size_t *off, lb_entry *e, bool ful
                        (long long)e->id);
     size_t ia = r.off;
     if (full) {
-        if ((rc = rd_instance(&r, e->instance)))
-            return rc;
+        size_t span = inst_span(&r);
+        if (span && span == e->memo_len && memcmp(e->memo, r.p + ia, span) == 0) {
+            r.off += span; /* the text in e->instance is this one's */
+        } else {
+            if ((rc = rd_instance(&r, e->instance)))
+                return rc;
+            e->memo = r.p + ia;
+            e->memo_len = r.off - ia;
+        }
     } else {
         /* only skipped (bounds-checked): the payload was validated already */
         const uint8_t *s;
@@ -606,6 +634,8 @@ static int id_order(const lb_header *h, int64_t prev, const lb_entry *e, bool fi
 static int walk_entries(lb_buf *b, const uint8_t *p, size_t n, size_t off, uint32_t count)
 {
     lb_entry e;
+    e.memo = NULL;
+    e.memo_len = 0;
     bool first = b->cnt == 0;
     int64_t prev = b->cnt ? b->first_id + (int64_t)(b->cnt - 1) : 0;
     if (b->cnt && !b->consecutive)
@@ -1009,6 +1039,8 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
     r->entries = (tiga_entry *)(blk + 1);
     size_t off = 0;
     lb_entry e;
+    e.memo = NULL;
+    e.memo_len = 0;
     bool uniform = true;
     for (size_t i = 0; i < count; i++) {
         int rc = lb_next_entry(tail, tail_len, &off, &e, true);
@@ -1065,6 +1097,8 @@ static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_res
     uint32_t skip = h.count;
     int64_t first_id = 0;
     lb_entry e;
+    e.memo = NULL;
+    e.memo_len = 0;
     int64_t prev = 0;
     for (uint32_t i = 0; i < h.count; i++) {
         size_t at = off;

@@ -214,6 +214,50 @@ static void test_instance_forms(void)
     }
 }
 
+/* Entries of several writers in one log: each gets its own instance text,
+ * whether its bytes repeat the entry before's, differ, or are the same GUID in
+ * another form; an instance that is not a GUID after good ones is refused. */
+static void test_instance_per_entry(void)
+{
+    static const char *A = "0123abcd-0000-4000-8000-00000000beef";
+    static const char *B = "0123abcd-0000-4000-8000-00000000bee0";
+    /* A (text), A (text), B (text), A (bin16), A (upper-case text), B (text) */
+    const uint8_t g[16] = {0xcd, 0xab, 0x23, 0x01, 0x00, 0x00, 0x00, 0x40,
+                           0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xbe, 0xef};
+    const char *want[6] = {A, A, B, A, A, B};
+    uint8_t b[512];
+    size_t n = 0;
+    b[n++] = 0x92; b[n++] = 0x06; b[n++] = 0x96;
+    for (int i = 0; i < 6; i++) {
+        b[n++] = 0x94; b[n++] = (uint8_t)(i + 1);
+        if (i == 3) {
+            b[n++] = 0xc4; b[n++] = 16;
+            memcpy(b + n, g, 16); n += 16;
+        } else {
+            const char *t = i == 4 ? "0123ABCD-0000-4000-8000-00000000BEEF" : want[i];
+            b[n++] = 0xd9; b[n++] = 36;
+            memcpy(b + n, t, 36); n += 36;
+        }
+        b[n++] = 0x00;
+        b[n++] = 0xc4; b[n++] = 1; b[n++] = (uint8_t)('a' + i);
+    }
+    tiga_read_result *r = NULL;
+    CHECK_RC(tiga_logbook_decode(b, n, 0, &r), TIGA_OK);
+    if (r) {
+        CHECK(r->count == 6 && !r->uniform);
+        for (int i = 0; i < 6 && i < (int)r->count; i++)
+            CHECK(strcmp(r->entries[i].instance, want[i]) == 0);
+        tiga_read_result_free(r);
+    }
+    /* the last entry's instance: same length as the one before, one digit not hex */
+    size_t last = n - 4 - 36;
+    CHECK(b[last] == '0' && b[last - 1] == 36);
+    b[last] = 'x';
+    r = NULL;
+    CHECK_RC(tiga_logbook_decode(b, n, 0, &r), TIGA_ECORRUPT);
+    CHECK(r == NULL);
+}
+
 /* Ids below 1 or at the top of the range (the heap overflow of issue 14:
  * after_id - first_id wrapped for an entry id of INT64_MIN). */
 static void test_extreme_ids(void)
@@ -267,4 +311,5 @@ static void test_extreme_ids(void)
 }
 
 TEST_MAIN(T(test_decode_plain), T(test_extreme_ids), T(test_append_roundtrip), T(test_two_entries_are_enveloped),
-          T(test_enveloped_kept), T(test_limits), T(test_garbage), T(test_instance_forms))
+          T(test_enveloped_kept), T(test_limits), T(test_garbage), T(test_instance_forms),
+          T(test_instance_per_entry))
