@@ -473,6 +473,43 @@ static int data_put(tiga_channel *ch, unsigned idx, uint64_t off, const void *sr
     return plat_map_copy(ch->data[idx] + off, src, n) == 0 ? 0 : faulted(ch, idx, off + n, true);
 }
 
+typedef struct {
+    const uint8_t *base, *a;
+    uint8_t *b;
+    size_t n, from;
+    uint64_t sum;
+} tee_args;
+
+static void tee_fn(void *ctx)
+{
+    tee_args *t = ctx;
+    t->sum = tiga_wyhash_tee(t->base, t->n, t->from, t->a, t->b);
+}
+
+/* data_put of payload[from..n) at offset `from`, and the checksum of the
+ * whole payload, in one pass. */
+static int data_put_hashed(tiga_channel *ch, unsigned idx, const uint8_t *payload, size_t n,
+                           size_t from, uint64_t *sum)
+{
+    tee_args t = {payload, payload + from, ch->data[idx] + from, n, from, 0};
+    if (plat_map_run(tee_fn, &t) != 0)
+        return faulted(ch, idx, n, true);
+    *sum = t.sum;
+    return 0;
+}
+
+/* data_get of payload[from..n) from offset `from` into dst + from, where
+ * dst[0..from) holds the rest, and the checksum of dst[0..n), in one pass. */
+static int data_get_hashed(tiga_channel *ch, unsigned idx, uint8_t *dst, size_t n, size_t from,
+                           uint64_t *sum)
+{
+    tee_args t = {dst, ch->data[idx] + from, dst + from, n, from, 0};
+    if (plat_map_run(tee_fn, &t) != 0)
+        return faulted(ch, idx, n, false);
+    *sum = t.sum;
+    return 0;
+}
+
 #define KEPT_PAGE 4096 /* kept bytes compared in full; above: a sample per page */
 
 /* Does data file idx still hold payload[from..to), which this handle wrote
@@ -526,7 +563,7 @@ static int cache_matches(tiga_channel *ch, uint64_t v, bool *ok)
  * *dst and *h, *d describe it; the cache's old payload is gone.  Not used
  * (a full read must follow): the cache is untouched. */
 static int delta_read(tiga_channel *ch, unsigned idx, uint64_t size, lb_header *h, lb_delta *d,
-                      uint8_t **dst, bool *used)
+                      uint8_t **dst, size_t *tail_from, bool *used)
 {
     *used = false;
     lb_buf *b = &ch->cache;
@@ -552,7 +589,8 @@ static int delta_read(tiga_channel *ch, unsigned idx, uint64_t size, lb_header *
     }
     *dst = lb_buf_delta_place(b, head, h, d);
     *used = true;
-    return data_get(ch, idx, *dst + off, d->tail_len, off);
+    *tail_from = off; /* the caller copies the rest as it hashes it */
+    return 0;
 }
 
 /* Bring the cache up to the payload under the current version word, copied
@@ -604,13 +642,17 @@ static int load_payload(tiga_channel *ch, bool locked)
         lb_header h;
         lb_delta d;
         bool delta = false;
+        size_t from = 0;
+        uint64_t sum = 0;
         if (rc == 0) {
             ch->cache_version = 0;
             if (try_delta)
-                rc = delta_read(ch, idx, size, &h, &d, &dst, &delta);
-            /* else into the spare buffer: the current payload stays for comparison */
-            if (rc == 0 && !delta)
-                rc = data_get(ch, idx, dst, (size_t)size, 0);
+                rc = delta_read(ch, idx, size, &h, &d, &dst, &from, &delta);
+            /* else into the spare buffer: the current payload stays for comparison.
+             * Verify the copy, never the shared bytes: the checksum is of the
+             * values stored into it, taken as they are copied. */
+            if (rc == 0)
+                rc = data_get_hashed(ch, idx, dst, (size_t)size, from, &sum);
         }
         if (!locked)
             reader_exit(ch, idx);
@@ -619,8 +661,7 @@ static int load_payload(tiga_channel *ch, bool locked)
                 lb_buf_drop(&ch->cache);
             return rc;
         }
-        /* Verify the copy, never the shared bytes. */
-        uint64_t sum = tiga_wyhash(dst, (size_t)size, 0) & 0xFFFFFF;
+        sum &= 0xFFFFFF;
         if (sum != tiga_ver_sum(v)) {
             if (delta) {
                 /* the file's kept entries are not the cached ones after all
@@ -897,7 +938,6 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     const uint8_t *payload = ch->cache.mem + ch->cache.start;
     size_t len = ch->cache.len;
     size_t hl = ch->cache.h.entries_off;
-    uint64_t nv = tiga_ver_make(next, len, tiga_wyhash(payload, len, 0));
     wait_readers_gone(ch, next);
     /* Delta write: the file already holds our payload of two versions ago,
      * whose entries sit at the same offsets (nothing trimmed since, same
@@ -911,14 +951,16 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
      * version (a truncate and regrow leaves zeros): check the kept bytes. */
     if (delta && !kept_intact(ch, next, payload, hl, ch->own_len[next]))
         delta = false;
+    /* the checksum is taken as the bytes are copied (one pass) */
+    uint64_t sum = 0;
     if (delta) {
         rc = data_put(ch, next, 0, payload, hl);
         if (rc == 0)
-            rc = data_put(ch, next, ch->own_len[next], payload + ch->own_len[next],
-                          len - ch->own_len[next]);
+            rc = data_put_hashed(ch, next, payload, len, ch->own_len[next], &sum);
     } else {
-        rc = data_put(ch, next, 0, payload, len);
+        rc = data_put_hashed(ch, next, payload, len, 0, &sum);
     }
+    uint64_t nv = tiga_ver_make(next, len, sum);
     if (rc == 0 && ch->opt.flush && (rc = plat_datasync(ch->fd_data[next], ch->data[next], (size_t)ch->capacity)))
         tiga_fail(rc, "cannot flush %s_data_%u: %s", ch->base, next, tiga_strerror(rc));
     if (rc) {

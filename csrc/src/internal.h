@@ -60,6 +60,11 @@ typedef struct lb_entry {
     size_t memo_len;
 } lb_entry;
 
+/* wyhash of base[0..n) whose part from `from` on is copied from a to b as it
+ * is hashed (wyhash.c). */
+uint64_t tiga_wyhash_tee(const uint8_t *base, size_t n, size_t from, const uint8_t *a,
+                         uint8_t *b);
+
 int lb_parse_header(const uint8_t *p, size_t n, lb_header *h);
 /* The same from the first n bytes of a total-byte payload. */
 int lb_parse_head(const uint8_t *p, size_t n, size_t total, lb_header *h);

@@ -85,6 +85,9 @@ int plat_datasync(plat_fd fd, void *addr, size_t size);
  * that faults may have copied part of the bytes.  (Windows refuses to
  * shorten a file that has a view, so there a copy never faults.) */
 int plat_map_copy(void *dst, const void *src, size_t n);
+/* Run fn(ctx), which reads or writes a shared file mapping, under the same
+ * watch: 0, or -EFAULT when it faulted (fn stopped part way). */
+int plat_map_run(void (*fn)(void *ctx), void *ctx);
 /* Make sure plat_map_copy's SIGBUS handler is in place (it hands every
  * SIGBUS that is not its own to the handler it found); cheap to repeat. */
 int plat_map_guard(void);

@@ -305,7 +305,7 @@ int plat_map_guard(void)
     return rc;
 }
 
-int plat_map_copy(void *dst, const void *src, size_t n)
+int plat_map_run(void (*fn)(void *ctx), void *ctx)
 {
     sigjmp_buf jump;
     if (sigsetjmp(jump, 0)) {
@@ -319,10 +319,28 @@ int plat_map_copy(void *dst, const void *src, size_t n)
     }
     bus_jump = &jump;
     atomic_signal_fence(memory_order_seq_cst);
-    memcpy(dst, src, n);
+    fn(ctx);
     atomic_signal_fence(memory_order_seq_cst);
     bus_jump = NULL;
     return 0;
+}
+
+typedef struct {
+    void *dst;
+    const void *src;
+    size_t n;
+} copy_args;
+
+static void copy_fn(void *ctx)
+{
+    copy_args *c = ctx;
+    memcpy(c->dst, c->src, c->n);
+}
+
+int plat_map_copy(void *dst, const void *src, size_t n)
+{
+    copy_args c = {dst, src, n};
+    return plat_map_run(copy_fn, &c);
 }
 
 int plat_datasync(plat_fd fd, void *addr, size_t size)

@@ -423,6 +423,12 @@ int plat_map_copy(void *dst, const void *src, size_t n)
     return 0;
 }
 
+int plat_map_run(void (*fn)(void *ctx), void *ctx)
+{
+    fn(ctx);
+    return 0;
+}
+
 int plat_map_guard(void) { return 0; }
 
 /* The append lock: one byte at 2^62, far past the end of any state file.

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tiga.h"
+#include "internal.h"
 
 static const uint64_t S0 = UINT64_C(0xa0761d6478bd642f);
 static const uint64_t S1 = UINT64_C(0xe7037ed1a0b428db);
@@ -92,4 +93,51 @@ uint64_t tiga_wyhash(const void *key, size_t n, uint64_t seed)
         b = r8(p + i - 8);
     }
     return mix(S1 ^ n, mix(a ^ S1, b ^ seed));
+}
+
+/* wyhash(base, n, 0) where base[from..n) are the n - from bytes at `a`, which
+ * are also stored at `b` as they are hashed: one pass for a copy and its
+ * checksum.  One of a, b is base + from (a writer hashes its payload while it
+ * copies the new part into the mapping; a reader hashes what it copies out of
+ * the mapping), so the finish reads base. */
+uint64_t tiga_wyhash_tee(const uint8_t *base, size_t n, size_t from, const uint8_t *a,
+                         uint8_t *b)
+{
+    if (n <= 64) {
+        if (n > from)
+            memmove(b, a, n - from);
+        return tiga_wyhash(base, n, 0);
+    }
+    uint64_t seed = S0, seed1 = S0, seed2 = S0;
+    size_t o = 0;
+    for (; n - o > 48; o += 48) {
+        const uint8_t *p = base + o;
+        if (o >= from) {
+            const uint8_t *s = a + (o - from);
+            uint8_t *d = b + (o - from);
+            uint64_t w0 = r8(s), w1 = r8(s + 8), w2 = r8(s + 16);
+            uint64_t w3 = r8(s + 24), w4 = r8(s + 32), w5 = r8(s + 40);
+            memcpy(d, s, 48);
+            seed = mix(w0 ^ S1, w1 ^ seed);
+            seed1 = mix(w2 ^ S2, w3 ^ seed1);
+            seed2 = mix(w4 ^ S3, w5 ^ seed2);
+            continue;
+        }
+        if (o + 48 > from)
+            memmove(b, a, o + 48 - from); /* the block where the copied part starts */
+        seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
+        seed1 = mix(r8(p + 16) ^ S2, r8(p + 24) ^ seed1);
+        seed2 = mix(r8(p + 32) ^ S3, r8(p + 40) ^ seed2);
+    }
+    size_t lo = o > from ? o : from;
+    memmove(b + (lo - from), a + (lo - from), n - lo);
+    seed ^= seed1 ^ seed2;
+    const uint8_t *p = base + o;
+    size_t i = n - o;
+    while (i > 16) {
+        seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
+        i -= 16;
+        p += 16;
+    }
+    return mix(S1 ^ n, mix(r8(p + i - 16) ^ S1, r8(p + i - 8) ^ seed));
 }

@@ -2,6 +2,7 @@
 /* The checksum against every vector of the protocol. */
 #include "tiga.h"
 #include "check.h"
+#include "internal.h"
 
 static uint8_t *pat(size_t n)
 {
@@ -54,4 +55,49 @@ static void test_version_example(void)
     free(p);
 }
 
-TEST_MAIN(T(test_strings), T(test_patterns), T(test_version_example))
+/* The hash that copies as it goes: the same sum as copying first and hashing
+ * after, and the same bytes copied, for every length around the block sizes
+ * and every start of the copied part, in both directions (payload to mapping,
+ * mapping to payload). */
+static void test_tee(void)
+{
+    static const size_t lens[] = {0, 1, 16, 17, 48, 49, 64, 65, 96, 97, 100, 143, 144,
+                                  145, 200, 1000, 4099};
+    uint8_t *src = pat(4200);
+    uint8_t *base = malloc(4200), *other = malloc(4200), *want = malloc(4200);
+    int bad = 0;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        for (size_t from = 0; from <= n; from += from < 100 ? 1 : 37) {
+            for (int dir = 0; dir < 2; dir++) {
+                /* want: the first `from` bytes of the old payload, then the new */
+                memset(base, 0xee, 4200);
+                memset(other, 0x11, 4200);
+                for (size_t i = 0; i < from; i++)
+                    base[i] = (uint8_t)(i * 13 + 1);
+                memcpy(want, base, from);
+                memcpy(want + from, src + 5, n - from);
+                uint64_t h;
+                if (dir == 0) { /* a writer: payload in base, copied to `other` */
+                    memcpy(base + from, src + 5, n - from);
+                    h = tiga_wyhash_tee(base, n, from, base + from, other);
+                } else { /* a reader: from `other` into base */
+                    memcpy(other, src + 5, n - from);
+                    h = tiga_wyhash_tee(base, n, from, other, base + from);
+                }
+                const uint8_t *copy = dir == 0 ? other : base + from;
+                if (h != tiga_wyhash(want, n, 0) || memcmp(base, want, n) != 0 ||
+                    memcmp(copy, src + 5, n - from) != 0 ||
+                    (dir == 0 && other[n - from] != 0x11) || (dir == 1 && base[n] != 0xee))
+                    bad++;
+            }
+        }
+    }
+    CHECK(bad == 0);
+    free(src);
+    free(base);
+    free(other);
+    free(want);
+}
+
+TEST_MAIN(T(test_strings), T(test_patterns), T(test_version_example), T(test_tee))
