@@ -650,9 +650,14 @@ static int load_payload(tiga_channel *ch, bool locked)
                 rc = delta_read(ch, idx, size, &h, &d, &dst, &from, &delta);
             /* else into the spare buffer: the current payload stays for comparison.
              * Verify the copy, never the shared bytes: the checksum is of the
-             * values stored into it, taken as they are copied. */
-            if (rc == 0)
+             * values stored into it, taken as they are copied when they are
+             * most of the payload; else after leaving the data file, so that
+             * a writer waiting for it does not wait for the hash of the kept
+             * bytes as well. */
+            if (rc == 0 && from <= (size_t)size - from)
                 rc = data_get_hashed(ch, idx, dst, (size_t)size, from, &sum);
+            else if (rc == 0)
+                rc = data_get(ch, idx, dst + from, (size_t)size - from, from);
         }
         if (!locked)
             reader_exit(ch, idx);
@@ -661,6 +666,8 @@ static int load_payload(tiga_channel *ch, bool locked)
                 lb_buf_drop(&ch->cache);
             return rc;
         }
+        if (from > (size_t)size - from)
+            sum = tiga_wyhash(dst, (size_t)size, 0);
         sum &= 0xFFFFFF;
         if (sum != tiga_ver_sum(v)) {
             if (delta) {

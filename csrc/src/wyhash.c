@@ -110,24 +110,26 @@ uint64_t tiga_wyhash_tee(const uint8_t *base, size_t n, size_t from, const uint8
     }
     uint64_t seed = S0, seed1 = S0, seed2 = S0;
     size_t o = 0;
-    for (; n - o > 48; o += 48) {
+    /* the blocks before the copied part, then the one where it starts */
+    for (; n - o > 48 && o < from; o += 48) {
         const uint8_t *p = base + o;
-        if (o >= from) {
-            const uint8_t *s = a + (o - from);
-            uint8_t *d = b + (o - from);
+        if (o + 48 > from)
+            memmove(b, a, o + 48 - from);
+        seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
+        seed1 = mix(r8(p + 16) ^ S2, r8(p + 24) ^ seed1);
+        seed2 = mix(r8(p + 32) ^ S3, r8(p + 40) ^ seed2);
+    }
+    if (n - o > 48) { /* then copied blocks only: o >= from */
+        const uint8_t *s = a + (o - from);
+        uint8_t *d = b + (o - from);
+        for (; n - o > 48; o += 48, s += 48, d += 48) {
             uint64_t w0 = r8(s), w1 = r8(s + 8), w2 = r8(s + 16);
             uint64_t w3 = r8(s + 24), w4 = r8(s + 32), w5 = r8(s + 40);
             memcpy(d, s, 48);
             seed = mix(w0 ^ S1, w1 ^ seed);
             seed1 = mix(w2 ^ S2, w3 ^ seed1);
             seed2 = mix(w4 ^ S3, w5 ^ seed2);
-            continue;
         }
-        if (o + 48 > from)
-            memmove(b, a, o + 48 - from); /* the block where the copied part starts */
-        seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
-        seed1 = mix(r8(p + 16) ^ S2, r8(p + 24) ^ seed1);
-        seed2 = mix(r8(p + 32) ^ S3, r8(p + 40) ^ seed2);
     }
     size_t lo = o > from ? o : from;
     memmove(b + (lo - from), a + (lo - from), n - lo);

@@ -504,6 +504,48 @@ static void test_delta_reads(void)
     remove_dir(dir);
 }
 
+/* Delta reads where the new part is most of the payload (copied and hashed
+ * in one pass) alternate with ones where the kept part is (copied, then
+ * hashed): every read is a delta and returns the bytes written. */
+static void test_delta_reads_big_and_small_tails(void)
+{
+    char *dir = temp_dir();
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.capacity = 1 << 20;
+    tiga_channel *w = NULL, *r = NULL;
+    CHECK_RC(tiga_channel_open(dir, "dt", &o, &w), TIGA_OK);
+    CHECK_RC(tiga_channel_open(dir, "dt", NULL, &r), TIGA_OK);
+    enum { BIG = 320 * 1024, SMALL = 80 * 1024, N = 40 };
+    uint8_t *msg = malloc(BIG);
+    int64_t last = 0, bad = 0;
+    for (int i = 1; i <= N; i++) {
+        size_t len = i % 2 ? BIG : SMALL;
+        for (size_t k = 0; k < len; k++)
+            msg[k] = (uint8_t)(i * 7 + k * 3);
+        tiga_message m = {msg, len, NULL};
+        int64_t id = 0;
+        CHECK_RC(tiga_channel_append(w, &m, 1, &id), TIGA_OK);
+        CHECK_RC(tiga_channel_set_ack(w, id - 1), TIGA_OK); /* about one entry kept */
+        tiga_read_result *res = NULL;
+        CHECK_RC(tiga_channel_read(r, last, &res), TIGA_OK);
+        if (!res)
+            continue;
+        bad += res->count != 1 || res->entries[0].id != i || res->entries[0].message_len != len ||
+               memcmp(res->entries[0].message, msg, len) != 0;
+        last = res->last_id;
+        tiga_read_result_free(res);
+    }
+    CHECK(bad == 0 && last == N);
+    tiga_channel_info info;
+    CHECK_RC(tiga_channel_info_get(r, &info), TIGA_OK);
+    CHECK(info.delta_loads >= N - 3 && info.full_loads + info.delta_loads == N);
+    free(msg);
+    tiga_channel_close(r);
+    tiga_channel_close(w);
+    remove_dir(dir);
+}
+
 /* The data files are read through their mappings.  One truncated below the
  * mapped pages by another process makes the read fault: the read reports
  * TIGA_ETRUNCATED and the process lives on. */
@@ -742,6 +784,6 @@ static void test_packed_and_borrowed(void)
 
 TEST_MAIN_CHILDREN(children, T(test_files_and_roundtrip), T(test_bad_names), T(test_limits), T(test_damaged),
           T(test_corrupt_word), T(test_concurrent_writers), T(test_group_commit),
-          T(test_group_commit_split), T(test_group_commit_backpressure), T(test_delta_reads),
+          T(test_group_commit_split), T(test_group_commit_backpressure), T(test_delta_reads), T(test_delta_reads_big_and_small_tails),
           T(test_truncated_under_the_mapping), T(test_other_sigbus_is_not_swallowed),
           T(test_peer_growth_and_reset), T(test_packed_and_borrowed))
