@@ -206,3 +206,80 @@ def test_a_stopped_subscriber_misses_nothing_once_it_resumes(ipc_dir):
                 os.kill(p.pid, signal.SIGCONT)
             p.kill()
             p.join(10)
+
+
+def big_reader(ipc_dir, name, count, ready, out):
+    """A declared subscriber of `count` big entries, each checked by its id."""
+    with tiga_cffi.Channel(name, ipc_directory=ipc_dir) as ch, \
+            ch.subscribe(last_id=0, durable=True, missed="count") as sub:
+        ready.set()
+        ids, bad = [], 0
+        while len(ids) + sub.missed < count:
+            e = sub.get(20)
+            if e is None:
+                break
+            ids.append(e.id)
+            bad += e.message != bytes([e.id % 256]) * len(e.message)
+        out.put((ids, sub.missed, bad))
+
+
+def test_a_paced_writer_loses_nothing(ipc_dir):
+    """Big entries to a declared subscriber that keeps reading: the writer waits
+    for it (pacing, on by default) and it gets every entry, intact and in order."""
+    count, size = 60, 512 << 10
+    tiga_cffi.Channel("pw", ipc_directory=ipc_dir, capacity=64 << 20).close()
+    ready, out = CTX.Event(), CTX.Queue()
+    p = CTX.Process(target=big_reader, args=(str(ipc_dir), "pw", count, ready, out),
+                    daemon=True)
+    p.start()
+    try:
+        assert ready.wait(30)
+        with tiga_cffi.Channel("pw", ipc_directory=ipc_dir, capacity=64 << 20, min_age=0,
+                               read_min_age=0, write_timeout=30) as ch:
+            for i in range(1, count + 1):
+                assert ch.write(bytes([i % 256]) * size).id == i
+        ids, missed, bad = out.get(timeout=60)
+    finally:
+        p.kill()
+        p.join(10)
+    assert ids == list(range(1, count + 1)) and missed == 0 and bad == 0
+
+
+@posix_only("SIGSTOP")
+def test_a_stopped_subscriber_is_not_waited_for(ipc_dir):
+    """A declared subscriber stopped with big entries unread: writes with a pace
+    of 1 s go on at once (its position does not move), and once it resumes it
+    gets everything."""
+    count, size = 30, 300 << 10
+    tiga_cffi.Channel("ps", ipc_directory=ipc_dir, capacity=64 << 20).close()
+    ready, out = CTX.Event(), CTX.Queue()
+    p = CTX.Process(target=big_reader, args=(str(ipc_dir), "ps", count, ready, out),
+                    daemon=True)
+    p.start()
+    try:
+        assert ready.wait(30)
+        os.kill(p.pid, signal.SIGSTOP)
+        with tiga_cffi.Channel("ps", ipc_directory=ipc_dir, capacity=64 << 20, min_age=0,
+                               read_min_age=0, pace=1.0) as ch:
+            t0 = time.monotonic()
+            for i in range(1, count + 1):
+                ch.write(bytes([i % 256]) * size)
+            elapsed = time.monotonic() - t0
+        os.kill(p.pid, signal.SIGCONT)
+        ids, missed, bad = out.get(timeout=60)
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+        p.kill()
+        p.join(10)
+    assert elapsed < 5.0  # 30 waits of the whole pace would take 30 s
+    assert ids == list(range(1, count + 1)) and missed == 0 and bad == 0
+
+
+@pytest.mark.parametrize("bad, exc", [(-1, tiga_cffi.InvalidArgument),
+                                      (float("nan"), tiga_cffi.InvalidArgument),
+                                      (float("inf"), tiga_cffi.InvalidArgument),
+                                      ("1", tiga_cffi.InvalidType)])
+def test_pace_is_checked(ipc_dir, bad, exc):
+    with pytest.raises(exc):
+        tiga_cffi.Channel("pc", ipc_directory=ipc_dir, pace=bad)
+    tiga_cffi.Channel("pc", ipc_directory=ipc_dir, pace=0).close()  # never waits

@@ -183,13 +183,19 @@ def _check_last_id(last_id: Any) -> None:
         raise InvalidArgument("last_id must be between 0 and 2**63-1")
 
 
+# the C library's bound on a time option (csrc/src/channel.c, TIGA_MAX_MS): about 73 years
+MAX_SECONDS = (2**63 - 1) // 1_000_000 // 4 / 1000
+
+
 def _seconds_to_ms(value: Optional[float], what: str, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidType(f"{what} must be a number of seconds")
-    if value < 0:
-        raise InvalidArgument(f"{what} must not be negative")
+    if not value >= 0:  # (NaN too)
+        raise InvalidArgument(f"{what} must not be negative, not {value!r}")
+    if value > MAX_SECONDS:
+        raise InvalidArgument(f"{what} must be at most {MAX_SECONDS:.0f} s, not {value!r}")
     return int(round(value * 1000))
 
 
@@ -204,6 +210,7 @@ def make_options(
     mode: Optional[int] = None,
     private: bool = False,
     read_min_age: Optional[float] = None,
+    pace: Optional[float] = None,
 ) -> Any:
     opt = ffi.new("tiga_channel_options *")
     lib.tiga_channel_options_init(opt)
@@ -224,6 +231,7 @@ def make_options(
     opt.mode = check_mode(mode)
     opt.private_files = 1 if private else 0
     opt.read_min_age_ms = _seconds_to_ms(read_min_age, "read_min_age", -1)
+    opt.pace_ms = _seconds_to_ms(pace, "pace", opt.pace_ms)
     return opt
 
 
@@ -367,6 +375,11 @@ class Channel:
     all of them have read once they are read_min_age old. The default keeps those
     for min_age, for readers that declare nothing (the peers); 0 trims them at once
     (say so when every reader declares itself).
+    pace (seconds, default 0.001; 0: never): how long one write may wait for the
+    slowest declared subscriber to read on, when it has 256 KiB or more unread and
+    is reading (its position moved in the last 10 ms). Every write hashes, and every
+    read verifies, what it has not read: a writer that runs ahead makes both pay for
+    it again at each write. A subscriber that stopped is not waited for.
     """
 
     def __init__(
@@ -384,12 +397,13 @@ class Channel:
         mode: Optional[int] = None,
         private: bool = False,
         read_min_age: Optional[float] = None,
+        pace: Optional[float] = None,
     ) -> None:
         nb = name_bytes(name)
         self.name = name
         self.ipc_directory = fs_directory(ipc_directory)
         opt = make_options(capacity, min_age, reader_grace, lock_timeout, flush, create_dir,
-                           write_timeout, mode, private, read_min_age)
+                           write_timeout, mode, private, read_min_age, pace)
         directory = self.ipc_directory.encode()
 
         def open_channel() -> Any:

@@ -150,6 +150,13 @@ typedef struct tiga_channel_options {
                                  peers); -1 (default) = min_age_ms, 0 = trimmed once read.
                                  Entries a declared subscriber has not read are kept
                                  whatever their age, up to the capacity. */
+    int64_t pace_ms;          /* how long one append may wait for a declared subscriber
+                                 that is reading (its position moved in the last 10 ms)
+                                 to read on, when it has 256 KiB or more of entries
+                                 unread (default 1; 0 = never wait).  Every write hashes
+                                 and every read verifies the unread entries again: a
+                                 writer that runs ahead makes both pay for them at each
+                                 write.  A stopped subscriber is not waited for. */
 } tiga_channel_options;
 
 /* One message to append.  media_type NULL means nil. */

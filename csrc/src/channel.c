@@ -29,6 +29,7 @@ void tiga_channel_options_init(tiga_channel_options *o)
     o->mode = 0600;
     o->private_files = 0;
     o->read_min_age_ms = -1;
+    o->pace_ms = 1;
 }
 
 int64_t tiga_now_ns(void) { return plat_now_ns(); }
@@ -185,9 +186,11 @@ int tiga_channel_open(const char *dir, const char *name, const tiga_channel_opti
                          "min_age_ms, reader_grace_ms and write_timeout_ms must not be negative");
     if (o.read_min_age_ms < -1)
         return tiga_fail(TIGA_EINVAL, "read_min_age_ms must be -1 (min_age_ms) or more");
+    if (o.pace_ms < 0)
+        return tiga_fail(TIGA_EINVAL, "pace_ms must not be negative");
     if (o.min_age_ms > TIGA_MAX_MS || o.reader_grace_ms > TIGA_MAX_MS ||
         o.write_timeout_ms > TIGA_MAX_MS || o.lock_timeout_ms > TIGA_MAX_MS ||
-        o.read_min_age_ms > TIGA_MAX_MS)
+        o.read_min_age_ms > TIGA_MAX_MS || o.pace_ms > TIGA_MAX_MS)
         return tiga_fail(TIGA_EINVAL, "a time option is above %lld ms (about 73 years)",
                          (long long)TIGA_MAX_MS);
 
@@ -978,6 +981,8 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     }
     ch->own_valid[next] = true;
     ch->own_len[next] = len;
+    if (ch->opt.pace_ms > 0)
+        atomic_store(&ch->pace_hint, ch_subs_pace_wanted(ch, keep_from));
     ch->high_id = ch->cache.h.last_id;
     ch->below = false;
     atomic_exchange(ch->version, nv);
@@ -1103,6 +1108,8 @@ int tiga_channel_append(tiga_channel *ch, const tiga_message *msgs, size_t n, in
     for (size_t i = 0; i < n; i++)
         if (msgs[i].len && !msgs[i].data)
             return tiga_fail(TIGA_EINVAL, "message %zu has NULL data", i);
+    if (atomic_load(&ch->pace_hint))
+        ch_subs_pace(ch); /* the last write left a declared subscriber much to read */
     int64_t start = plat_now_ns();
     int64_t wait_ns = ch->opt.write_timeout_ms * 1000000;
     for (;;) {

@@ -164,6 +164,9 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
 /* The time entry k's age is measured from (see foreign_clocks). */
 int64_t lb_buf_entry_time(const lb_buf *b, size_t k, const lb_entry *e, const char *instance);
 /* Index (0..cnt) of the first entry with id > after_id in the payload of b. */
+/* Bytes of the cached entries with id >= id (0 when the ids are not
+ * consecutive: only asked where a guess is good enough). */
+size_t lb_buf_bytes_from(const lb_buf *b, int64_t id);
 size_t lb_buf_first_after(const lb_buf *b, int64_t after_id);
 /* lowercase 8-4-4-4-12 text of 16 GUID bytes in text order */
 void lb_guid_text(const uint8_t b[16], char out[37]);
@@ -213,6 +216,12 @@ typedef struct tiga_subs tiga_subs;
  * when force_sweep.  Caller holds ch->lock. */
 int ch_subs_keep_from(struct tiga_channel *ch, int64_t last_id, bool force_sweep,
                       int64_t *keep_from, int32_t *live);
+/* Pacing (subs.c).  Whether the slowest declared subscriber, which has not
+ * read keep_from yet, is reading and has PACE_BYTES or more unread in the
+ * cache (caller holds ch->lock); and the wait, up to opt.pace_ms, for it to
+ * read on (caller holds no lock). */
+bool ch_subs_pace_wanted(struct tiga_channel *ch, int64_t keep_from);
+void ch_subs_pace(struct tiga_channel *ch);
 void ch_subs_close(struct tiga_channel *ch);
 int tiga_notify_live(tiga_slot *slots, int32_t *live);
 
@@ -261,6 +270,8 @@ struct tiga_channel {
     tiga_subs *subs;
     uint64_t subs_sig;
     int64_t subs_sig_at, subs_looked, subs_swept;
+    int64_t pace_keep, pace_moved; /* the slowest position seen, and since when */
+    atomic_bool pace_hint;         /* the last write left a subscriber much to read */
     /* group commit: appends of this handle's threads waiting for a writer */
     plat_mutex gq_lock;
     ch_pending *gq_head, *gq_tail;

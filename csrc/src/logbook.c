@@ -1117,6 +1117,14 @@ static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_res
     return decode_tail(p, n, from, h.count - skip, &h, after_id, first_id, reset, false, out);
 }
 
+size_t lb_buf_bytes_from(const lb_buf *b, int64_t id)
+{
+    if (!b->consecutive || b->cnt == 0 || id > b->first_id + (int64_t)(b->cnt - 1))
+        return 0;
+    size_t k = id <= b->first_id ? 0 : (size_t)(id - b->first_id);
+    return b->start + b->len - b->pos[b->head + k];
+}
+
 size_t lb_buf_first_after(const lb_buf *b, int64_t after_id)
 {
     if (b->consecutive) {

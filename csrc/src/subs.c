@@ -252,6 +252,60 @@ int ch_subs_keep_from(tiga_channel *ch, int64_t last_id, bool force_sweep, int64
     return 0;
 }
 
+/* Pacing.  Every write hashes, and every read verifies, the whole payload,
+ * and the payload holds every entry the slowest declared subscriber has not
+ * read.  A writer that runs ahead of a subscriber that keeps up makes both pay
+ * for those entries again at each write: with 1 MiB entries, one entry of lag
+ * halves the stream's rate, and the lag tends to grow.  So while that
+ * subscriber has PACE_BYTES or more unread and its position moved in the last
+ * PACE_ACTIVE_NS, the writer waits for it to read on, up to pace_ms per write.
+ * A subscriber that stopped (SIGSTOP, a debugger, a long pause) is waited for
+ * at most once: its position does not move. */
+#define PACE_BYTES (256 * 1024)
+#define PACE_ACTIVE_NS INT64_C(10000000)
+#define PACE_SPIN_NS INT64_C(200000) /* then pauses of 50 us */
+
+static bool pace_moved(tiga_channel *ch, int64_t keep_from, int64_t now)
+{
+    if (keep_from != ch->pace_keep) {
+        ch->pace_keep = keep_from;
+        ch->pace_moved = now;
+    }
+    return now - ch->pace_moved < PACE_ACTIVE_NS;
+}
+
+bool ch_subs_pace_wanted(tiga_channel *ch, int64_t keep_from)
+{
+    return keep_from > 0 && pace_moved(ch, keep_from, plat_now_ns()) &&
+           lb_buf_bytes_from(&ch->cache, keep_from) >= PACE_BYTES;
+}
+
+void ch_subs_pace(tiga_channel *ch)
+{
+    int64_t start = plat_now_ns(), deadline = start + ch->opt.pace_ms * 1000000;
+    for (int spins = 0;; spins++) {
+        /* the lock only for a look: a subscriber of this handle reads meanwhile */
+        plat_mutex_lock(&ch->lock);
+        int64_t keep = 0;
+        int32_t live = 0;
+        int64_t last = ch->cache.len ? ch->cache.h.last_id : 0;
+        bool wait = ch_subs_keep_from(ch, last, false, &keep, &live) == 0 &&
+                    ch_subs_pace_wanted(ch, keep);
+        plat_mutex_unlock(&ch->lock);
+        int64_t now = plat_now_ns();
+        if (!wait || now >= deadline) {
+            atomic_store(&ch->pace_hint, false);
+            return;
+        }
+        if (spins < 64)
+            plat_cpu_relax();
+        else if (now - start < PACE_SPIN_NS)
+            plat_yield();
+        else
+            plat_sleep_us(50);
+    }
+}
+
 /* ------------------------------------------------------------ the subscriber's side */
 
 struct tiga_subscriber {

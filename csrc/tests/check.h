@@ -176,6 +176,18 @@ static inline void sleep_ms(int ms)
 #endif
 }
 
+/* A monotonic clock, in milliseconds. */
+static inline int64_t test_now_ms(void)
+{
+#if TEST_WINDOWS
+    return (int64_t)GetTickCount64();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+}
+
 static inline int32_t test_pid(void)
 {
 #if TEST_WINDOWS

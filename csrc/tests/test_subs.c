@@ -257,7 +257,127 @@ static void test_all_slots_held(void)
     remove_dir(dir);
 }
 
+/* ---- pacing */
+
+static tiga_channel *open_paced(const char *dir, const char *name, int64_t pace_ms)
+{
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    o.min_age_ms = 0;
+    o.read_min_age_ms = 0;
+    o.capacity = 16 << 20;
+    o.pace_ms = pace_ms;
+    tiga_channel *ch = NULL;
+    CHECK_RC(tiga_channel_open(dir, name, &o, &ch), TIGA_OK);
+    return ch;
+}
+
+enum { PACE_ENTRY = 300 * 1024, PACE_N = 30 };
+
+static int64_t put_big(tiga_channel *ch, int i)
+{
+    static uint8_t buf[PACE_ENTRY];
+    memset(buf, (uint8_t)i, sizeof buf);
+    tiga_message m = {buf, sizeof buf, NULL};
+    int64_t id = 0;
+    int rc = tiga_channel_append(ch, &m, 1, &id);
+    return rc ? rc : id;
+}
+
+typedef struct {
+    tiga_channel *ch;   /* the subscriber's handle (the writer's own, in one case) */
+    tiga_subscriber *sub;
+    int64_t got, bad;
+} pace_reader;
+
+/* A declared subscriber that reads as fast as it can and publishes each
+ * position once the entries are in its hands. */
+static void *pace_read(void *p)
+{
+    pace_reader *r = p;
+    int64_t last = 0;
+    for (int spins = 0; last < PACE_N && spins < 200000; spins++) {
+        tiga_read_result *res = NULL;
+        if (tiga_channel_read(r->ch, last, &res) != TIGA_OK || !res) {
+            r->bad++;
+            return NULL;
+        }
+        for (size_t k = 0; k < res->count; k++) {
+            const tiga_entry *e = &res->entries[k];
+            r->bad += e->id != last + 1 + (int64_t)k || e->message_len != PACE_ENTRY ||
+                      e->message[PACE_ENTRY - 1] != (uint8_t)e->id;
+        }
+        r->got += (int64_t)res->count;
+        r->bad += res->missed;
+        last = res->last_id;
+        tiga_read_result_free(res);
+        tiga_subscriber_set(r->sub, last);
+        if (last < PACE_N)
+            sleep_ms(0);
+    }
+    return NULL;
+}
+
+/* A writer that runs ahead of a subscriber which keeps reading waits for it
+ * (pacing): nothing is missed, whether the subscriber reads through its own
+ * handle or through the writer's (the wait holds no lock it needs). */
+static void test_pacing_loses_nothing(void)
+{
+    for (int own = 0; own < 2; own++) {
+        char *dir = temp_dir();
+        tiga_channel *w = open_paced(dir, "p", 1000);
+        pace_reader r = {own ? w : open_paced(dir, "p", 1000), NULL, 0, 0};
+        CHECK_RC(tiga_subscriber_open(r.ch, 0, &r.sub), TIGA_OK);
+        test_thread t;
+        CHECK(thread_start(&t, pace_read, &r) == 0);
+        int64_t fails = 0, t0 = test_now_ms();
+        for (int i = 1; i <= PACE_N; i++)
+            fails += put_big(w, i) != i;
+        thread_join(t);
+        CHECK(fails == 0 && r.got == PACE_N && r.bad == 0);
+        /* (a wait that kept the reader out would cost up to 1 s a write) */
+        CHECK(test_now_ms() - t0 < 5000);
+        tiga_subscriber_close(r.sub);
+        if (!own)
+            tiga_channel_close(r.ch);
+        tiga_channel_close(w);
+        remove_dir(dir);
+    }
+}
+
+/* A declared subscriber that does not read (stopped, hung) is not waited
+ * for: its position does not move, so after the first 10 ms writes go on at
+ * once, even with a pace of 1 s (30 waits of 1 s would take 30 s). */
+static void test_pacing_does_not_wait_for_a_stopped_subscriber(void)
+{
+    char *dir = temp_dir();
+    tiga_channel *w = open_paced(dir, "q", 1000);
+    tiga_channel *sc = open_paced(dir, "q", 1000);
+    tiga_subscriber *sub = NULL;
+    CHECK_RC(tiga_subscriber_open(sc, 0, &sub), TIGA_OK);
+    int64_t t0 = test_now_ms(), fails = 0;
+    for (int i = 1; i <= PACE_N; i++)
+        fails += put_big(w, i) != i;
+    CHECK(fails == 0);
+    CHECK(test_now_ms() - t0 < 3000);
+    int64_t first, count;
+    retained(w, &first, &count);
+    CHECK(first == 1 && count == PACE_N); /* all kept for it */
+    /* pace_ms 0: never waits; a negative one is refused */
+    tiga_channel_options o;
+    tiga_channel_options_init(&o);
+    CHECK(o.pace_ms == 1);
+    o.pace_ms = -1;
+    tiga_channel *bad = NULL;
+    CHECK_RC(tiga_channel_open(dir, "q", &o, &bad), TIGA_EINVAL);
+    tiga_subscriber_close(sub);
+    tiga_channel_close(sc);
+    tiga_channel_close(w);
+    remove_dir(dir);
+}
+
 TEST_MAIN_CHILDREN(children, T(test_unread_entries_are_kept_whatever_their_age),
                    T(test_read_entries_keep_the_read_age), T(test_full_when_a_subscriber_lags),
                    T(test_a_killed_subscriber_is_let_go_of), T(test_hostile_subscriber_files),
-                   T(test_all_slots_held))
+                   T(test_all_slots_held), T(test_pacing_loses_nothing),
+                   T(test_pacing_does_not_wait_for_a_stopped_subscriber))
