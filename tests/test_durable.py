@@ -223,15 +223,21 @@ def big_reader(ipc_dir, name, count, ready, out):
         out.put((ids, sub.missed, bad))
 
 
+def start_big_reader(ipc_dir, name, count):
+    """The channel made at 64 MiB, then a big_reader process, subscribed."""
+    tiga_cffi.Channel(name, ipc_directory=ipc_dir, capacity=64 << 20).close()
+    ready, out = CTX.Event(), CTX.Queue()
+    p = CTX.Process(target=big_reader, args=(str(ipc_dir), name, count, ready, out),
+                    daemon=True)
+    p.start()
+    return p, ready, out
+
+
 def test_a_paced_writer_loses_nothing(ipc_dir):
     """Big entries to a declared subscriber that keeps reading: the writer waits
     for it (pacing, on by default) and it gets every entry, intact and in order."""
     count, size = 60, 512 << 10
-    tiga_cffi.Channel("pw", ipc_directory=ipc_dir, capacity=64 << 20).close()
-    ready, out = CTX.Event(), CTX.Queue()
-    p = CTX.Process(target=big_reader, args=(str(ipc_dir), "pw", count, ready, out),
-                    daemon=True)
-    p.start()
+    p, ready, out = start_big_reader(ipc_dir, "pw", count)
     try:
         assert ready.wait(30)
         with tiga_cffi.Channel("pw", ipc_directory=ipc_dir, capacity=64 << 20, min_age=0,
@@ -251,11 +257,7 @@ def test_a_stopped_subscriber_is_not_waited_for(ipc_dir):
     of 1 s go on at once (its position does not move), and once it resumes it
     gets everything."""
     count, size = 30, 300 << 10
-    tiga_cffi.Channel("ps", ipc_directory=ipc_dir, capacity=64 << 20).close()
-    ready, out = CTX.Event(), CTX.Queue()
-    p = CTX.Process(target=big_reader, args=(str(ipc_dir), "ps", count, ready, out),
-                    daemon=True)
-    p.start()
+    p, ready, out = start_big_reader(ipc_dir, "ps", count)
     try:
         assert ready.wait(30)
         os.kill(p.pid, signal.SIGSTOP)
