@@ -111,6 +111,78 @@ def test_cancelled_invoke_leaves_the_client_usable_and_its_late_answer_is_droppe
     assert ("hold", "late") in calls
 
 
+def test_invoke_async_is_a_future_and_a_coroutine(ipc_dir, gate_server):
+    """On a running loop invoke_async queues the request and returns a Future
+    (gathered, it makes no Task: Python 3.10+ gathers a Future as it is), which is
+    also a coroutine: create_task and TaskGroup take it, cancelling it forgets it,
+    and outside a loop it is a plain coroutine for asyncio.run."""
+    srv, gate, calls = gate_server
+
+    async def main():
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=20) as c:
+            ep = c._ep
+            assert await c.invoke_async("echo", "warm") == "warm"
+            before = len(asyncio.all_tasks())
+            futs = [c.invoke_async("echo", i) for i in range(100)]
+            assert all(isinstance(f, asyncio.Future) for f in futs)
+            g = asyncio.gather(*futs)
+            if sys.version_info >= (3, 10):
+                assert len(asyncio.all_tasks()) == before
+            assert await g == [str(i) for i in range(100)]
+            assert await asyncio.create_task(c.invoke_async("echo", "task")) == "task"
+            if sys.version_info >= (3, 11):
+                async with asyncio.TaskGroup() as tg:
+                    ts = [tg.create_task(c.invoke_async("echo", i)) for i in range(5)]
+                assert [t.result() for t in ts] == [str(i) for i in range(5)]
+            # cancelled before it was written: never written
+            f = c.invoke_async("hold", "never")
+            assert f.cancel()
+            # cancelled while a Task waits for it
+            t = asyncio.create_task(c.invoke_async("hold", "given up"))
+            await asyncio.sleep(0.05)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            await asyncio.sleep(0)
+            assert not ep._futures and not ep._waiting and not ep._outbox
+            gate.set()
+            assert await c.invoke_async("echo", "after") == "after"
+            return True
+
+    assert run(main)
+    assert ("hold", "never") not in calls
+    with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=20) as c:
+        assert asyncio.run(c.invoke_async("echo", "outside")) == "outside"
+
+
+def test_async_invokes_time_out_each_by_its_own_timeout(ipc_dir, gate_server):
+    """Invokes written together with two timeouts (one timer for each): each fails
+    with Timeout at its own, none earlier, and the client forgets them."""
+    srv, gate, calls = gate_server
+
+    async def main():
+        with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=20) as c:
+            ep = c._ep
+            assert await c.invoke_async("echo", "warm") == "warm"
+            t0 = time.monotonic()
+            short = [c.invoke_async("hold", i, timeout=0.3) for i in range(3)]
+            long = [c.invoke_async("hold", i, timeout=1.0) for i in range(3)]
+            got = await asyncio.gather(*short, return_exceptions=True)
+            t_short = time.monotonic() - t0
+            assert all(isinstance(x, tiga_cffi.Timeout) for x in got), got
+            assert not any(f.done() for f in long)
+            got = await asyncio.gather(*long, return_exceptions=True)
+            t_long = time.monotonic() - t0
+            assert all(isinstance(x, tiga_cffi.Timeout) for x in got), got
+            assert 0.29 <= t_short < 0.95 <= t_long < 5.0
+            assert not ep._futures and not ep._waiting and not ep._outbox
+            gate.set()
+            assert await c.invoke_async("echo", "after") == "after"
+            return True
+
+    assert run(main)
+
+
 def test_cancelling_one_of_many_keeps_the_others(ipc_dir, gate_server):
     async def main():
         with tiga_cffi.Client("svc", ipc_directory=ipc_dir, timeout=20) as c:

@@ -10,13 +10,14 @@ wake-ups.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Coroutine, Dict, Generator, List, Optional, Set, Tuple, cast
 
 import msgpack
 
@@ -133,8 +134,9 @@ class Endpoint:
         # thread may drain for its own
         self._drain_lock = threading.Lock()
         # asyncio: request id -> (loop, future) of invokes waited for by the waiter
-        self._futures: Dict[str, Tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
-        self._outbox: List[_AsyncCall] = []  # async invokes not written yet
+        self._futures: Dict[str, InvokeFuture] = {}
+        self._outbox: List[InvokeFuture] = []  # async invokes not written yet
+        self._flush_handle: Optional[asyncio.Handle] = None  # the flush on its way
         self._watch_key: Optional[int] = None
         self._drain_posted = False  # a _drain_on is on its way to a loop
         self._spin_misses = 0  # async quick looks in a row that found nothing
@@ -162,12 +164,12 @@ class Endpoint:
         if futures is not None:
             with self._cond:
                 key, self._watch_key = self._watch_key, None
-                pending = list(futures.items())
+                pending = list(futures.values())
                 futures.clear()
             if key is not None:
                 _waiter.get().unwatch(key)
-            for _rid, (loop, fut) in pending:
-                _waiter.complete(loop, fut,
+            for fut in pending:
+                _waiter.complete(fut.loop, fut,
                                  ChannelClosed(f"client of {self.request_name!r} closed"))
         for name in ("_listener", "_req", "_resp"):
             obj = getattr(self, name, None)
@@ -406,31 +408,50 @@ class Endpoint:
                loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         """Hand each response in entries[start:] to its invoke. On an event loop
         (loop given) MATCH_SLICE at a time, the rest in a later turn, so that a
-        thousand answers at once do not stall it."""
+        thousand answers at once do not stall it. One lock and one ack per slice."""
         end = len(entries) if loop is None else min(len(entries), start + MATCH_SLICE)
-        found = False
+        envs = []
         for i in range(start, end):
             e = entries[i]
             env = protocol.try_envelope(e.message, e.media_type)
             if isinstance(env, protocol.Response):
-                eid = fut = None
-                with self._cond:
-                    if env.id in self._waiting:
-                        eid = self._eids.get(env.id)
-                        fut = self._futures.pop(env.id, None)
-                        if fut is None:
-                            self._done[env.id] = env
-                            found = True
-                if fut is not None:
-                    if fut[0] is loop:
-                        _waiter.settle(fut[1], env)
-                    else:
-                        _waiter.complete(fut[0], fut[1], env)
-                if eid is not None:
-                    self._ack(eid)
-        if found:
+                envs.append(env)
+        hits: List[Tuple[InvokeFuture, protocol.Response]] = []
+        found = False
+        top = 0
+        key = None
+        if envs:
             with self._cond:
-                self._cond.notify_all()
+                waiting, eids, futures = self._waiting, self._eids, self._futures
+                for env in envs:
+                    rid = env.id
+                    if rid not in waiting:
+                        continue
+                    fut = futures.pop(rid, None)
+                    if fut is None:  # a thread waits for it
+                        eid = eids.get(rid)
+                        self._done[rid] = env
+                        found = True
+                    else:  # forgotten here, under the one lock
+                        eid = eids.pop(rid, None)
+                        waiting.discard(rid)
+                        fut.rid = None
+                        hits.append((fut, env))
+                    if eid is not None and eid > top:
+                        top = eid
+                if found:
+                    self._cond.notify_all()
+                if hits and not futures and not self._outbox:
+                    key, self._watch_key = self._watch_key, None
+        if key is not None:
+            _waiter.get().unwatch(key)
+        for fut, env in hits:
+            if fut.loop is loop:
+                _waiter.settle(fut, env)
+            else:
+                _waiter.complete(fut.loop, fut, env)
+        if top:
+            self._ack(top)  # acks only rise: the slice's highest covers the others
         if loop is not None and end < len(entries):
             loop.call_soon(self._match, entries, end, loop)
 
@@ -439,42 +460,72 @@ class Endpoint:
     # in a short spin when the invoke is alone, and otherwise by the process's waiter
     # thread, which watches this endpoint's response listener and completes the
     # future (_waiter).
-    async def invoke_async(self, method: str, data: Any, timeout: float) -> str:
-        # The first step of a call is kept short: a thousand gathered calls run
-        # theirs in one turn of the loop. Ids, encoding and timers are made where
-        # the requests are written (_flush_outbox), WRITE_BATCH per turn.
+    def invoke_async(self, method: str, data: Any,
+                     timeout: float) -> Coroutine[Any, Any, str]:
+        """The async invoke (Client.invoke_async). Called on a running loop, it queues
+        the request at once and returns an InvokeFuture: the invokes queued in one
+        turn of the loop go out in one write_many, and gathering them makes no Task
+        per call. Called elsewhere, or before the server is known to listen, it
+        returns a coroutine that does the same once it runs."""
         if not isinstance(method, str):
             raise InvalidType(f"method must be str, not {type(method).__name__}")
         if timeout.__class__ is not float or not timeout > 0.0:
             timeout = _check_timeout(timeout)
-        loop = asyncio.get_running_loop()
-        if time.monotonic() >= self._ready_until:
-            await self._await_server_async(timeout)
-        call: Optional[_AsyncCall] = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or time.monotonic() >= self._ready_until:
+            return self._invoke_when_ready(method, data, timeout)
+        fut = InvokeFuture(loop=loop)
+        fut._ep, fut.method, fut.data, fut.timeout, fut.loop = self, method, data, timeout, loop
+        fut.rid = fut.timer = None
+        fut.gone = False
         lock = self._lock
         lock.acquire()
         try:
-            # alone: nothing else in flight here and nothing else ready to run on the
-            # loop (the other tasks of a gather are), so a short spin delays no one
-            alone = not (self._futures or self._outbox or self._waiting or self._draining
-                         or _loop_busy(loop))
-            if alone:
-                self._draining = True  # as the sync fast path: nobody reads past us
-            else:
-                call = self._queue(_AsyncCall(method, data, timeout, loop))
+            self._outbox.append(fut)
+            if len(self._outbox) == 1:
+                self._flush_handle = loop.call_soon(self._flush_outbox)
         finally:
             lock.release()
-        if call is None:
-            got = self._write_and_look(method, data, timeout, loop)
-            if got.__class__ is protocol.Response:
-                return self._result(got)
-            call = got
-        assert call is not None
+        return fut
+
+    async def _invoke_when_ready(self, method: str, data: Any, timeout: float) -> str:
+        if time.monotonic() >= self._ready_until:
+            await self._await_server_async(timeout)
+        return await self.invoke_async(method, data, timeout)
+
+    def _alone(self, call: InvokeFuture) -> None:
+        """call is awaited (or run as a Task) right away: when nothing else is in
+        flight here and nothing else is ready on its loop, write it now and spin a
+        little for the answer (the sync fast path), instead of at the flush."""
+        loop = call.loop
+        lock = self._lock
+        lock.acquire()
         try:
-            resp = await call.fut
+            if self._futures or self._waiting or self._draining or \
+                    len(self._outbox) != 1 or self._outbox[0] is not call:
+                return
+            ready = getattr(loop, "_ready", None)  # asyncio's own loops; others: queue it
+            if ready is None or len(ready) > 1 or (ready and ready[0] is not self._flush_handle):
+                return
+            self._outbox.clear()
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+                self._flush_handle = None
+            self._draining = True  # as the sync fast path: nobody reads past us
         finally:
-            self._forget(call)
-        return self._result(resp)
+            lock.release()
+        try:
+            resp = self._write_and_look(call)
+        except BaseException as e:  # noqa: BLE001 - it is the invoke's outcome
+            _waiter.settle(call, e if isinstance(e, Exception) else TigaError(str(e)))
+            if not isinstance(e, Exception):
+                raise
+            return
+        if resp is not None:
+            _waiter.settle(call, resp)
 
     def _result(self, resp: protocol.Response) -> str:
         if self._no_listener:
@@ -483,20 +534,17 @@ class Endpoint:
             raise RemoteError(resp.data or "remote error", resp.code)
         return resp.data
 
-    def _queue(self, call: _AsyncCall) -> _AsyncCall:
-        """(Under _lock.) The call goes out with the others of this turn."""
-        self._outbox.append(call)
-        if len(self._outbox) == 1:
-            call.loop.call_soon(self._flush_outbox)
-        return call
-
-    def _forget(self, call: _AsyncCall) -> None:
+    def _forget(self, call: InvokeFuture) -> None:
         """An async invoke ended (answered, failed, timed out or cancelled): nothing
         waits for its response any more (one that comes later is passed over), and
         the watch goes when nothing else is awaited."""
-        call.cancelled = True  # (not written yet: it never will be)
-        if call.timer is not None:
-            call.timer.cancel()
+        call.gone = True  # (not written yet: it never will be)
+        d = call.timer
+        if d is not None:
+            call.timer = None
+            d.left -= 1
+            if d.left == 0:  # the last of its group: nothing to expire any more
+                d.handle.cancel()
         rid = call.rid
         if rid is None:
             return
@@ -516,15 +564,28 @@ class Endpoint:
         if key is not None:
             _waiter.get().unwatch(key)
 
-    def _register(self, call: _AsyncCall, rid: str, entry_id: int = 0) -> None:
-        """Wait for the call's response from now on: the waiter completes its future."""
-        call.rid = rid
-        call.timer = call.loop.call_later(call.timeout, _expire, call.fut, self, call.timeout)
+    def _register(self, calls: List[InvokeFuture], entry_id: int = 0) -> None:
+        """Wait for the calls' responses (their rid set) from now on: the waiter
+        completes their futures. One timer for the calls of one loop and timeout."""
+        first = calls[0]
+        groups: Dict[Tuple[asyncio.AbstractEventLoop, float], List[InvokeFuture]]
+        if all(c.loop is first.loop and c.timeout == first.timeout for c in calls):
+            groups = {(first.loop, first.timeout): calls}
+        else:
+            groups = {}
+            for c in calls:
+                groups.setdefault((c.loop, c.timeout), []).append(c)
+        for (loop, timeout), group in groups.items():
+            d = _Deadline(len(group), loop.call_later(timeout, _expire, group, self))
+            for c in group:
+                c.timer = d
         with self._cond:
-            self._waiting.add(rid)
-            self._futures[rid] = (call.loop, call.fut)
+            for c in calls:
+                rid = cast(str, c.rid)
+                self._waiting.add(rid)
+                self._futures[rid] = c
             if entry_id:
-                self._eids[rid] = entry_id
+                self._eids[cast(str, first.rid)] = entry_id
 
     async def _await_server_async(self, timeout: float) -> None:
         """_await_server without blocking the loop: looks, with pauses that grow."""
@@ -545,16 +606,16 @@ class Endpoint:
         if self._slotless:
             self._ready_until = time.monotonic() + READY_CACHE
 
-    def _write_and_look(self, method: str, data: Any, timeout: float,
-                        loop: asyncio.AbstractEventLoop) -> Any:
+    def _write_and_look(self, call: InvokeFuture) -> Optional[protocol.Response]:
         """An invoke with nothing else in flight on this endpoint (we hold
         _draining): write it and spin a little (the GIL released) in one C call, in
         case the answer comes at once, as it does from a server that is waiting.
-        Returns the Response, or the _AsyncCall whose future the waiter will
-        complete. After two spins in a row that found nothing, the spin is left
+        Returns the Response, or None when the call is registered for the waiter
+        to complete. After two spins in a row that found nothing, the spin is left
         out for 2, 4, 8, then 16 invokes, so a slow server costs the loop about
         one spin (ASYNC_SPIN_US) in 16 invokes, and a fast one that was late
         once (descheduled) costs nothing more."""
+        method, data = call.method, call.data
         try:
             try:
                 packed: bytes = msgpack.packb(data)  # pyright: ignore[reportAssignmentType]
@@ -593,10 +654,10 @@ class Endpoint:
                 self._spin_misses = min(self._spin_misses + 1, 5)
                 if self._spin_misses >= 2:
                     self._spin_skip = 1 << (self._spin_misses - 1)
-            call = _AsyncCall(method, data, timeout, loop)
-            self._register(call, ffi.string(idbuf).decode("ascii"), eid[0])
+            call.rid = ffi.string(idbuf).decode("ascii")
+            self._register([call], eid[0])
             self._ensure_watch()
-            return call
+            return None
         finally:
             with self._cond:
                 self._draining = False
@@ -610,24 +671,26 @@ class Endpoint:
             calls = self._outbox[:WRITE_BATCH]
             del self._outbox[:WRITE_BATCH]
             more = bool(self._outbox)
-        if more:
-            asyncio.get_running_loop().call_soon(self._flush_outbox)
+            self._flush_handle = None
+            if more:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_outbox)
         batch = []
         for call in calls:
-            if call.cancelled:
+            if call.gone:
                 continue
             rid = protocol.new_id()
             try:
                 body = protocol.encode_invoke(call.method, call.data, rid)
             except (TypeError, ValueError, OverflowError) as e:
-                _waiter.settle(call.fut, InvalidType(
+                _waiter.settle(call, InvalidType(
                     f"invoke data cannot be encoded as MessagePack: {e}"))
                 continue
-            # waited for before it is written: its response is never passed over
-            self._register(call, rid)
+            call.rid = rid
             batch.append((call, body))
         if not batch:
             return
+        # waited for before they are written: no response is passed over
+        self._register([c for c, _ in batch])
         self._ensure_watch()
         try:
             if self._ack_pending:
@@ -635,7 +698,7 @@ class Endpoint:
             ids = self._req.write_many([b for _, b in batch], media_type=protocol.MEDIA_MSGPACK)
         except TigaError as e:
             if len(batch) == 1:
-                _waiter.settle(batch[0][0].fut, e)
+                _waiter.settle(batch[0][0], e)
                 return
             ids = []
             for call, b in batch:  # find the one(s) at fault: each alone
@@ -643,7 +706,7 @@ class Endpoint:
                     ids.append(self._req.write(b, media_type=protocol.MEDIA_MSGPACK).id)
                 except TigaError as e1:
                     ids.append(0)
-                    _waiter.settle(call.fut, e1)
+                    _waiter.settle(call, e1)
         with self._cond:
             for (call, _), eid in zip(batch, ids):
                 if eid and call.rid in self._futures:
@@ -651,10 +714,10 @@ class Endpoint:
 
     def _fail_all(self, exc: TigaError) -> None:
         with self._cond:
-            pending = list(self._futures.items())
+            pending = list(self._futures.values())
             self._futures.clear()
-        for _rid, (loop, fut) in pending:
-            _waiter.complete(loop, fut, type(exc)(str(exc), exc.code))
+        for fut in pending:
+            _waiter.complete(fut.loop, fut, type(exc)(str(exc), exc.code))
 
     def _ensure_watch(self) -> None:
         if self._watch_key is not None:
@@ -678,7 +741,7 @@ class Endpoint:
         if self._drain_posted:
             return
         try:
-            loop = next(iter(self._futures.values()))[0]
+            loop = next(iter(self._futures.values())).loop
         except (StopIteration, RuntimeError):  # none waits (or one ended just now)
             return
         self._drain_posted = True
@@ -717,23 +780,95 @@ def _loop_busy(loop: asyncio.AbstractEventLoop) -> bool:
     return ready is None or len(ready) > 0
 
 
-class _AsyncCall:
-    """An async invoke on its way: queued, then registered (rid) and written."""
+class InvokeFuture(asyncio.Future, collections.abc.Coroutine):  # type: ignore[type-arg]
+    """What ``invoke_async`` returns on a running loop: an asyncio Future of the
+    response data that is also a coroutine.
 
-    __slots__ = ("method", "data", "timeout", "loop", "fut", "rid", "timer", "cancelled")
+    The request is queued when the call is made (the invokes of one turn of the loop
+    go out in one write), so ``asyncio.gather`` of many makes no Task per call; as a
+    coroutine it goes wherever one goes (``asyncio.create_task``,
+    ``TaskGroup.create_task``, ``asyncio.run`` from outside a loop is the plain
+    coroutine's case). Awaited at once with nothing else going on, it writes the
+    request right away and spins a little for the answer. Cancelling it forgets the
+    request at once; a late answer is passed over."""
 
-    def __init__(self, method: str, data: Any, timeout: float,
-                 loop: asyncio.AbstractEventLoop) -> None:
-        self.method, self.data, self.timeout, self.loop = method, data, timeout, loop
-        self.fut: asyncio.Future[Any] = loop.create_future()
-        self.rid: Optional[str] = None
-        self.timer: Optional[asyncio.TimerHandle] = None
-        self.cancelled = False
+    # made and queued by Endpoint.invoke_async; written, then registered (rid)
+    __slots__ = ("_ep", "method", "data", "timeout", "loop", "rid", "timer", "gone")
+    _ep: Endpoint
+    method: str
+    data: Any
+    timeout: float
+    loop: asyncio.AbstractEventLoop
+    rid: Optional[str]
+    timer: Optional[_Deadline]
+    gone: bool  # ended: not to be written, its answer passed over
+
+    # -- awaited
+    def __await__(self) -> Generator[Any, None, str]:
+        if not self.done():
+            self._ep._alone(self)
+        return super().__await__()
+
+    __iter__ = __await__
+
+    # -- run as a coroutine by a Task (create_task, TaskGroup): it waits for us
+    def send(self, value: Any) -> Any:
+        if not self.done():
+            self._ep._alone(self)
+            if not self.done():
+                self._asyncio_future_blocking = True
+                return self
+        raise StopIteration(self.result())
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if isinstance(typ, BaseException):
+            exc = typ
+        else:
+            exc = typ() if val is None else val
+        self.cancel()  # whoever ran it gave up (no-op when done)
+        raise exc
+
+    def close(self) -> None:
+        self.cancel()
+
+    # -- completed by the endpoint (a Response) or cancelled
+    # (the endpoint forgets it as it ends: nothing waits for its response any more)
+    def set_result(self, result: Any) -> None:
+        self._ep._forget(self)
+        if result.__class__ is protocol.Response:
+            try:
+                result = self._ep._result(result)
+            except RemoteError as e:
+                super().set_exception(e)
+                return
+        super().set_result(result)
+
+    def set_exception(self, exception: Any) -> None:
+        self._ep._forget(self)
+        super().set_exception(exception)
+
+    def cancel(self, msg: Any = None) -> bool:
+        done = super().cancel() if msg is None else super().cancel(msg)
+        if done:
+            self._ep._forget(self)
+        return done
 
 
-def _expire(fut: asyncio.Future[Any], ep: Endpoint, timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(ep._timeout(timeout))
+class _Deadline:
+    """The timer of a group of async invokes written together (one per loop and
+    timeout), and how many of them have not ended: the last to end cancels it."""
+
+    __slots__ = ("handle", "left")
+
+    def __init__(self, left: int, handle: asyncio.TimerHandle) -> None:
+        self.left = left
+        self.handle = handle
+
+
+def _expire(calls: List[InvokeFuture], ep: Endpoint) -> None:
+    for c in calls:
+        if not c.done():
+            c.set_exception(ep._timeout(c.timeout))
 
 
 class Client:
@@ -802,14 +937,17 @@ class Client:
         (the handler failed; its message is the text), Timeout (no response)."""
         return self._endpoint().invoke(method, data, self.timeout if timeout is None else timeout)
 
-    async def invoke_async(self, method: str, data: Any = "", *,
-                           timeout: Optional[float] = None) -> str:
-        """``invoke`` for asyncio, without a thread per call: the request is written
-        from the loop and the process's waiter thread completes the response (see
-        the README's "asyncio"). Cancelling it (``wait_for``, task.cancel()) gives up
-        at once; a response that comes later is dropped, and the client stays
-        usable. Raises as ``invoke`` does, ServerGone included."""
-        return await self._endpoint().invoke_async(
+    def invoke_async(self, method: str, data: Any = "", *,
+                     timeout: Optional[float] = None) -> Coroutine[Any, Any, str]:
+        """``invoke`` for asyncio, without a thread per call: await it, gather it, or
+        make it a Task. Called on a running loop it queues the request at once and
+        returns an InvokeFuture (a Future that is also a coroutine), so a thousand
+        gathered calls cost the loop no Task each; the requests of one turn go out in
+        one write, and the process's waiter thread completes the responses (see the
+        README's "asyncio"). Cancelling it (``wait_for``, ``cancel()``) gives up at
+        once; a response that comes later is dropped, and the client stays usable.
+        Raises as ``invoke`` does, ServerGone included."""
+        return self._endpoint().invoke_async(
             method, data, self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
@@ -878,4 +1016,4 @@ async def tiga_invoke_async(request_name: str, response_name: str, method: str,
         method, data, timeout)
 
 
-__all__ = ["Client", "Endpoint", "tiga_invoke", "tiga_invoke_async"]
+__all__ = ["Client", "Endpoint", "InvokeFuture", "tiga_invoke", "tiga_invoke_async"]
