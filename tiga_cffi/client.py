@@ -10,6 +10,7 @@ wake-ups.
 from __future__ import annotations
 
 import asyncio
+import collections
 import collections.abc
 import functools
 import os
@@ -507,13 +508,26 @@ class Endpoint:
             if self._futures or self._waiting or self._draining or \
                     len(self._outbox) != 1 or self._outbox[0] is not call:
                 return
-            ready = getattr(loop, "_ready", None)  # asyncio's own loops; others: queue it
-            if ready is None or len(ready) > 1 or (ready and ready[0] is not self._flush_handle):
+            # anything else ready on the loop (asyncio's own loops; others: queue
+            # it)? Our flush handle, and one cancelled by the alone invoke before
+            # (answered within this same step), do not count.
+            ready = getattr(loop, "_ready", None)
+            if not isinstance(ready, collections.deque) or len(ready) > 4:
                 return
+            fh = self._flush_handle
+            for h in ready:
+                if h is not fh and not h.cancelled():
+                    return
             self._outbox.clear()
-            if self._flush_handle is not None:
-                self._flush_handle.cancel()
+            if fh is not None:
                 self._flush_handle = None
+                if ready and ready[-1] is fh:
+                    # made in this step: taken back, so that a task awaiting
+                    # invokes one after another (each answered at once, no
+                    # yield between) does not pile up cancelled handles
+                    ready.pop()
+                else:
+                    fh.cancel()
             self._draining = True  # as the sync fast path: nobody reads past us
         finally:
             lock.release()
