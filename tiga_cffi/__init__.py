@@ -39,7 +39,7 @@ from .channel import (
     tiga_write,
     validate_name,
 )
-from .client import Client, tiga_invoke, tiga_invoke_async
+from .client import Client, InvokeFuture, tiga_invoke, tiga_invoke_async
 from .notify import NotificationListener, create_tiga_notification_listener, has_live_listener
 from .server import (
     ErrorContext,
@@ -76,6 +76,7 @@ __all__ = [
     "Client",
     "ErrorContext",
     "InvokeContext",
+    "InvokeFuture",
     "NotificationListener",
     "TigaServer",
     "create_tiga_notification_listener",

@@ -827,6 +827,7 @@ class InvokeFuture(asyncio.Future, collections.abc.Coroutine):  # type: ignore[t
 
     # -- run as a coroutine by a Task (create_task, TaskGroup): it waits for us
     def send(self, value: Any) -> Any:
+        """The coroutine's step, for a Task running it: wait for this Future."""
         if not self.done():
             self._ep._alone(self)
             if not self.done():
@@ -835,6 +836,7 @@ class InvokeFuture(asyncio.Future, collections.abc.Coroutine):  # type: ignore[t
         raise StopIteration(self.result())
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """The Task running it was cancelled (or failed): cancel, then raise."""
         if isinstance(typ, BaseException):
             exc = typ
         else:
@@ -843,11 +845,13 @@ class InvokeFuture(asyncio.Future, collections.abc.Coroutine):  # type: ignore[t
         raise exc
 
     def close(self) -> None:
+        """As a coroutine's close(): cancel it (nothing when it has ended)."""
         self.cancel()
 
     # -- completed by the endpoint (a Response) or cancelled
     # (the endpoint forgets it as it ends: nothing waits for its response any more)
     def set_result(self, result: Any) -> None:
+        """(The endpoint's.) Its answer: the data, or RemoteError for an error code."""
         self._ep._forget(self)
         if result.__class__ is protocol.Response:
             try:
@@ -858,10 +862,12 @@ class InvokeFuture(asyncio.Future, collections.abc.Coroutine):  # type: ignore[t
         super().set_result(result)
 
     def set_exception(self, exception: Any) -> None:
+        """(The endpoint's.) It failed: Timeout, ServerGone, a write error."""
         self._ep._forget(self)
         super().set_exception(exception)
 
     def cancel(self, msg: Any = None) -> bool:
+        """Give up: the invoke is forgotten at once, and a late answer passed over."""
         done = super().cancel() if msg is None else super().cancel(msg)
         if done:
             self._ep._forget(self)
