@@ -489,26 +489,16 @@ static void tee_fn(void *ctx)
     t->sum = tiga_wyhash_tee(t->base, t->n, t->from, t->a, t->b);
 }
 
-/* data_put of payload[from..n) at offset `from`, and the checksum of the
- * whole payload, in one pass. */
-static int data_put_hashed(tiga_channel *ch, unsigned idx, const uint8_t *payload, size_t n,
-                           size_t from, uint64_t *sum)
+/* payload[from..n) copied to data file idx at the same offsets (writing) or
+ * from it (reading; payload[0..from) holds the rest already), and the
+ * checksum of payload[0..n), in one pass. */
+static int data_hashed(tiga_channel *ch, unsigned idx, uint8_t *payload, size_t n, size_t from,
+                       bool writing, uint64_t *sum)
 {
-    tee_args t = {payload, payload + from, ch->data[idx] + from, n, from, 0};
+    uint8_t *mine = payload + from, *file = ch->data[idx] + from;
+    tee_args t = {payload, writing ? mine : file, writing ? file : mine, n, from, 0};
     if (plat_map_run(tee_fn, &t) != 0)
-        return faulted(ch, idx, n, true);
-    *sum = t.sum;
-    return 0;
-}
-
-/* data_get of payload[from..n) from offset `from` into dst + from, where
- * dst[0..from) holds the rest, and the checksum of dst[0..n), in one pass. */
-static int data_get_hashed(tiga_channel *ch, unsigned idx, uint8_t *dst, size_t n, size_t from,
-                           uint64_t *sum)
-{
-    tee_args t = {dst, ch->data[idx] + from, dst + from, n, from, 0};
-    if (plat_map_run(tee_fn, &t) != 0)
-        return faulted(ch, idx, n, false);
+        return faulted(ch, idx, n, writing);
     *sum = t.sum;
     return 0;
 }
@@ -647,6 +637,7 @@ static int load_payload(tiga_channel *ch, bool locked)
         bool delta = false;
         size_t from = 0;
         uint64_t sum = 0;
+        bool hashed = false; /* sum taken while copying */
         if (rc == 0) {
             ch->cache_version = 0;
             if (try_delta)
@@ -657,8 +648,9 @@ static int load_payload(tiga_channel *ch, bool locked)
              * most of the payload; else after leaving the data file, so that
              * a writer waiting for it does not wait for the hash of the kept
              * bytes as well. */
-            if (rc == 0 && from <= (size_t)size - from)
-                rc = data_get_hashed(ch, idx, dst, (size_t)size, from, &sum);
+            hashed = from <= (size_t)size - from;
+            if (rc == 0 && hashed)
+                rc = data_hashed(ch, idx, dst, (size_t)size, from, false, &sum);
             else if (rc == 0)
                 rc = data_get(ch, idx, dst + from, (size_t)size - from, from);
         }
@@ -669,7 +661,7 @@ static int load_payload(tiga_channel *ch, bool locked)
                 lb_buf_drop(&ch->cache);
             return rc;
         }
-        if (from > (size_t)size - from)
+        if (!hashed)
             sum = tiga_wyhash(dst, (size_t)size, 0);
         sum &= 0xFFFFFF;
         if (sum != tiga_ver_sum(v)) {
@@ -945,7 +937,7 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     if (rc)
         goto out;
     /* From here on the cache holds the new payload: drop it on any failure. */
-    const uint8_t *payload = ch->cache.mem + ch->cache.start;
+    uint8_t *payload = ch->cache.mem + ch->cache.start;
     size_t len = ch->cache.len;
     size_t hl = ch->cache.h.entries_off;
     wait_readers_gone(ch, next);
@@ -966,9 +958,9 @@ static int append_once(tiga_channel *ch, const tiga_message *msgs, size_t n, int
     if (delta) {
         rc = data_put(ch, next, 0, payload, hl);
         if (rc == 0)
-            rc = data_put_hashed(ch, next, payload, len, ch->own_len[next], &sum);
+            rc = data_hashed(ch, next, payload, len, ch->own_len[next], true, &sum);
     } else {
-        rc = data_put_hashed(ch, next, payload, len, 0, &sum);
+        rc = data_hashed(ch, next, payload, len, 0, true, &sum);
     }
     uint64_t nv = tiga_ver_make(next, len, sum);
     if (rc == 0 && ch->opt.flush && (rc = plat_datasync(ch->fd_data[next], ch->data[next], (size_t)ch->capacity)))

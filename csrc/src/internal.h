@@ -163,10 +163,10 @@ int lb_buf_append(lb_buf *b, const tiga_message *msgs, size_t n, const char *ins
                   uint64_t capacity, int64_t *first_id, bool *moved);
 /* The time entry k's age is measured from (see foreign_clocks). */
 int64_t lb_buf_entry_time(const lb_buf *b, size_t k, const lb_entry *e, const char *instance);
-/* Index (0..cnt) of the first entry with id > after_id in the payload of b. */
 /* Bytes of the cached entries with id >= id (0 when the ids are not
  * consecutive: only asked where a guess is good enough). */
 size_t lb_buf_bytes_from(const lb_buf *b, int64_t id);
+/* Index (0..cnt) of the first entry with id > after_id in the payload of b. */
 size_t lb_buf_first_after(const lb_buf *b, int64_t after_id);
 /* lowercase 8-4-4-4-12 text of 16 GUID bytes in text order */
 void lb_guid_text(const uint8_t b[16], char out[37]);

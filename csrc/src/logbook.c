@@ -633,9 +633,7 @@ static int id_order(const lb_header *h, int64_t prev, const lb_entry *e, bool fi
 
 static int walk_entries(lb_buf *b, const uint8_t *p, size_t n, size_t off, uint32_t count)
 {
-    lb_entry e;
-    e.memo = NULL;
-    e.memo_len = 0;
+    lb_entry e = {.memo = NULL}; /* (a full decode reads memo) */
     bool first = b->cnt == 0;
     int64_t prev = b->cnt ? b->first_id + (int64_t)(b->cnt - 1) : 0;
     if (b->cnt && !b->consecutive)
@@ -1038,9 +1036,7 @@ static int decode_tail(const uint8_t *p, size_t n, size_t from, size_t count, co
     tiga_read_result *r = &blk->r;
     r->entries = (tiga_entry *)(blk + 1);
     size_t off = 0;
-    lb_entry e;
-    e.memo = NULL;
-    e.memo_len = 0;
+    lb_entry e = {.memo = NULL}; /* (a full decode reads memo) */
     bool uniform = true;
     for (size_t i = 0; i < count; i++) {
         int rc = lb_next_entry(tail, tail_len, &off, &e, true);
@@ -1096,9 +1092,7 @@ static int lb_decode(const uint8_t *p, size_t n, int64_t after_id, tiga_read_res
     size_t off = h.entries_off, from = n;
     uint32_t skip = h.count;
     int64_t first_id = 0;
-    lb_entry e;
-    e.memo = NULL;
-    e.memo_len = 0;
+    lb_entry e = {.memo = NULL}; /* (a full decode reads memo) */
     int64_t prev = 0;
     for (uint32_t i = 0; i < h.count; i++) {
         size_t at = off;

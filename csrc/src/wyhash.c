@@ -55,42 +55,53 @@ static inline uint64_t r4(const uint8_t *p)
     return v;
 }
 
+/* One 48-byte block into the three lanes. */
+static inline void block(uint64_t *seed, uint64_t *seed1, uint64_t *seed2, const uint8_t *p)
+{
+    *seed = mix(r8(p) ^ S1, r8(p + 8) ^ *seed);
+    *seed1 = mix(r8(p + 16) ^ S2, r8(p + 24) ^ *seed1);
+    *seed2 = mix(r8(p + 32) ^ S3, r8(p + 40) ^ *seed2);
+}
+
+/* The last i (16 < i <= 48 after the blocks, or any i > 16) bytes at p of an
+ * n-byte key: 16-byte steps, then its last 16 bytes. */
+static inline uint64_t finish(const uint8_t *p, size_t i, size_t n, uint64_t seed)
+{
+    while (i > 16) {
+        seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
+        i -= 16;
+        p += 16;
+    }
+    return mix(S1 ^ n, mix(r8(p + i - 16) ^ S1, r8(p + i - 8) ^ seed));
+}
+
 uint64_t tiga_wyhash(const void *key, size_t n, uint64_t seed)
 {
     const uint8_t *p = (const uint8_t *)key;
-    uint64_t a, b;
     seed ^= S0;
-    if (n <= 16) {
-        if (n >= 4) {
-            size_t k = (n >> 3) << 2;
-            a = (r4(p) << 32) | r4(p + k);
-            b = (r4(p + n - 4) << 32) | r4(p + n - 4 - k);
-        } else if (n > 0) {
-            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
-            b = 0;
-        } else {
-            a = b = 0;
-        }
-    } else {
+    if (n > 16) {
         size_t i = n;
         if (i > 48) {
             uint64_t seed1 = seed, seed2 = seed;
             do {
-                seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
-                seed1 = mix(r8(p + 16) ^ S2, r8(p + 24) ^ seed1);
-                seed2 = mix(r8(p + 32) ^ S3, r8(p + 40) ^ seed2);
+                block(&seed, &seed1, &seed2, p);
                 p += 48;
                 i -= 48;
             } while (i > 48);
             seed ^= seed1 ^ seed2;
         }
-        while (i > 16) {
-            seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
-            i -= 16;
-            p += 16;
-        }
-        a = r8(p + i - 16);
-        b = r8(p + i - 8);
+        return finish(p, i, n, seed);
+    }
+    uint64_t a, b;
+    if (n >= 4) {
+        size_t k = (n >> 3) << 2;
+        a = (r4(p) << 32) | r4(p + k);
+        b = (r4(p + n - 4) << 32) | r4(p + n - 4 - k);
+    } else if (n > 0) {
+        a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+        b = 0;
+    } else {
+        a = b = 0;
     }
     return mix(S1 ^ n, mix(a ^ S1, b ^ seed));
 }
@@ -115,31 +126,17 @@ uint64_t tiga_wyhash_tee(const uint8_t *base, size_t n, size_t from, const uint8
         const uint8_t *p = base + o;
         if (o + 48 > from)
             memmove(b, a, o + 48 - from);
-        seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
-        seed1 = mix(r8(p + 16) ^ S2, r8(p + 24) ^ seed1);
-        seed2 = mix(r8(p + 32) ^ S3, r8(p + 40) ^ seed2);
+        block(&seed, &seed1, &seed2, p);
     }
     if (n - o > 48) { /* then copied blocks only: o >= from */
         const uint8_t *s = a + (o - from);
         uint8_t *d = b + (o - from);
         for (; n - o > 48; o += 48, s += 48, d += 48) {
-            uint64_t w0 = r8(s), w1 = r8(s + 8), w2 = r8(s + 16);
-            uint64_t w3 = r8(s + 24), w4 = r8(s + 32), w5 = r8(s + 40);
+            block(&seed, &seed1, &seed2, s);
             memcpy(d, s, 48);
-            seed = mix(w0 ^ S1, w1 ^ seed);
-            seed1 = mix(w2 ^ S2, w3 ^ seed1);
-            seed2 = mix(w4 ^ S3, w5 ^ seed2);
         }
     }
     size_t lo = o > from ? o : from;
     memmove(b + (lo - from), a + (lo - from), n - lo);
-    seed ^= seed1 ^ seed2;
-    const uint8_t *p = base + o;
-    size_t i = n - o;
-    while (i > 16) {
-        seed = mix(r8(p) ^ S1, r8(p + 8) ^ seed);
-        i -= 16;
-        p += 16;
-    }
-    return mix(S1 ^ n, mix(r8(p + i - 16) ^ S1, r8(p + i - 8) ^ seed));
+    return finish(base + o, n - o, n, seed ^ seed1 ^ seed2);
 }
