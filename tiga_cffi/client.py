@@ -786,14 +786,6 @@ class Endpoint:
         _waiter.get().call_later(LIVENESS_SLICE, functools.partial(self._tick, key))
 
 
-def _loop_busy(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether other callbacks are ready to run on the loop (asyncio's own loops
-    keep them in ``_ready``; any other loop counts as busy, which only costs the
-    quick look of a lone invoke)."""
-    ready = getattr(loop, "_ready", None)
-    return ready is None or len(ready) > 0
-
-
 class InvokeFuture(asyncio.Future, collections.abc.Coroutine):  # type: ignore[type-arg]
     """What ``invoke_async`` returns on a running loop: an asyncio Future of the
     response data that is also a coroutine.
