@@ -363,7 +363,7 @@ static void test_pacing_does_not_wait_for_a_stopped_subscriber(void)
     int64_t first, count;
     retained(w, &first, &count);
     CHECK(first == 1 && count == PACE_N); /* all kept for it */
-    /* pace_ms 0: never waits; a negative one is refused */
+    /* the default pace is 1 ms; a negative one is refused */
     tiga_channel_options o;
     tiga_channel_options_init(&o);
     CHECK(o.pace_ms == 1);
